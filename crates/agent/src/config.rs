@@ -1,0 +1,199 @@
+//! The agent's config file: relay settings and shares that `start` saves for later starts.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors reading, validating or writing the config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("config file {path}: {source}")]
+    Io {
+        /// The config file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown settings.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting has a value that cannot work.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Bifrost's `https://` address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+    /// A PEM file of CA certificates to trust for Bifrost instead of the platform store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_ca: Option<PathBuf>,
+    /// SHA-256 of Bifrost's certificate (hex, any case, colons allowed), pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_fingerprint: Option<String>,
+    /// Folders Bifrost may browse; empty shares what the agent's user can read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<PathBuf>,
+}
+
+/// A relay address split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayAddr {
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for RelayAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Config {
+    /// Reads the config; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Io { path: path.display().to_string(), source }),
+        };
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.message().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the config atomically.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let io = |source| ConfigError::Io { path: path.display().to_string(), source };
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| ConfigError::Invalid(format!("cannot write the config: {e}")))?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Checks every setting, so a bad one is reported at start, not at first use.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(relay) = &self.relay {
+            parse_relay(relay)?;
+        }
+        if let Some(fp) = &self.relay_fingerprint {
+            parse_fingerprint(fp)?;
+        }
+        for share in &self.shares {
+            if !share.is_absolute() {
+                return Err(ConfigError::Invalid(format!(
+                    "share {} is not an absolute path",
+                    share.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The relay address, if one is configured.
+    pub fn relay_addr(&self) -> Result<Option<RelayAddr>, ConfigError> {
+        self.relay.as_deref().map(parse_relay).transpose()
+    }
+}
+
+/// Parses `https://host[:port][/]` into host and port (443 by default).
+pub fn parse_relay(url: &str) -> Result<RelayAddr, ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid(format!("relay address {url:?} {why}"));
+    let uri: http::Uri = url.parse().map_err(|_| bad("is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad("must start with https://"));
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+        return Err(bad("must not have a path"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("must not carry a user name"));
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    Ok(RelayAddr { host, port: authority.port_u16().unwrap_or(443) })
+}
+
+/// Parses a SHA-256 fingerprint: 64 hex digits, any case, colons allowed.
+pub fn parse_fingerprint(fp: &str) -> Result<[u8; 32], ConfigError> {
+    let hex: String = fp.chars().filter(|c| *c != ':').collect();
+    let bad = || {
+        ConfigError::Invalid(format!(
+            "relay fingerprint {fp:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+        ))
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_urls() {
+        let a = parse_relay("https://bifrost.example.com").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("bifrost.example.com", 443));
+        let b = parse_relay("https://127.0.0.1:8443/").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("127.0.0.1", 8443));
+        let c = parse_relay("https://[::1]:9").unwrap();
+        assert_eq!(c.to_string(), "[::1]:9");
+        assert!(parse_relay("http://x").is_err());
+        assert!(parse_relay("https://x/path").is_err());
+        assert!(parse_relay("bifrost").is_err());
+    }
+
+    #[test]
+    fn fingerprints() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_fingerprint(&hex).unwrap(), [0xab; 32]);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons).unwrap(), [0xab; 32]);
+        assert!(parse_fingerprint("abc").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn config_round_trips_and_refuses_unknown_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let config = Config {
+            relay: Some("https://h:1".into()),
+            shares: vec!["/srv".into()],
+            ..Config::default()
+        };
+        config.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), config);
+        std::fs::write(&path, "relya = 'x'").unwrap();
+        assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
+    }
+}

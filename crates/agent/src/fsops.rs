@@ -1,0 +1,282 @@
+//! File-system work behind the tunnel's routes: listings, stat and streamed reads.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata, ReadDir};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use mover_proto::{BrowsePage, Entry, EntryKind, BROWSE_PAGE_SIZE};
+
+use crate::paths::{special_kind, PathError};
+
+/// Bytes read from disk per chunk sent.
+pub const READ_CHUNK: usize = 256 * 1024;
+/// Open listings kept for paging; older ones are reopened and skipped forward.
+const MAX_OPEN_LISTINGS: usize = 64;
+
+/// Formats a time as RFC 3339 in UTC with nanoseconds.
+pub fn rfc3339(t: SystemTime) -> Option<String> {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+/// An entry for `name` from metadata that was read without following symlinks.
+pub fn entry(name: String, meta: &Metadata) -> Entry {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if special_kind(&ft).is_some() {
+        EntryKind::Other
+    } else {
+        EntryKind::File
+    };
+    let size = if kind == EntryKind::File { meta.len() } else { 0 };
+    Entry { name, kind, size, modified: meta.modified().ok().and_then(rfc3339) }
+}
+
+/// The entry of one path (not following a final symlink).
+pub fn stat(real: &Path, shown: &str) -> Result<Entry, PathError> {
+    let meta = std::fs::symlink_metadata(real).map_err(|e| PathError::from_io(shown, &e))?;
+    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| shown.to_owned());
+    Ok(entry(name, &meta))
+}
+
+struct OpenListing {
+    path: PathBuf,
+    iter: ReadDir,
+    offset: u64,
+    touched: Instant,
+}
+
+/// Listings being paged through, so each page continues where the last stopped
+/// instead of re-reading the folder from its start.
+#[derive(Default)]
+pub struct Listings {
+    open: Mutex<HashMap<u64, OpenListing>>,
+}
+
+impl Listings {
+    /// One page of the folder at `real`; `cursor` comes from the previous page.
+    pub fn page(&self, real: &Path, shown: &str, cursor: Option<&str>) -> Result<BrowsePage, PathError> {
+        let bad_cursor = || PathError::Io(shown.to_owned(), "malformed cursor".into());
+        let (id, offset) = match cursor {
+            None => (None, 0),
+            Some(c) => {
+                let (id, offset) = c.split_once('-').ok_or_else(bad_cursor)?;
+                (Some(id.parse::<u64>().map_err(|_| bad_cursor())?), offset.parse::<u64>().map_err(|_| bad_cursor())?)
+            }
+        };
+        let reusable = id.and_then(|id| self.lock().remove(&id)).filter(|l| l.path == real && l.offset == offset);
+        let mut listing = match reusable {
+            Some(l) => l,
+            None => {
+                let meta = std::fs::metadata(real).map_err(|e| PathError::from_io(shown, &e))?;
+                if !meta.is_dir() {
+                    return Err(PathError::WrongKind(shown.to_owned(), "not a folder"));
+                }
+                let mut iter = std::fs::read_dir(real).map_err(|e| PathError::from_io(shown, &e))?;
+                // A cursor whose listing expired: skip forward to where it stood.
+                for _ in 0..offset {
+                    if iter.next().is_none() {
+                        break;
+                    }
+                }
+                OpenListing { path: real.to_owned(), iter, offset, touched: Instant::now() }
+            }
+        };
+        let mut entries = Vec::with_capacity(BROWSE_PAGE_SIZE.min(256));
+        let mut done = true;
+        for item in listing.iter.by_ref() {
+            listing.offset += 1;
+            // An entry that vanished or cannot be read is left out, not fatal to the page.
+            let Ok(item) = item else { continue };
+            let Ok(meta) = item.metadata() else { continue };
+            entries.push(entry(item.file_name().to_string_lossy().into_owned(), &meta));
+            if entries.len() == BROWSE_PAGE_SIZE {
+                done = false;
+                break;
+            }
+        }
+        let next_cursor = if done {
+            None
+        } else {
+            let id = id.unwrap_or_else(random_id);
+            let cursor = format!("{id}-{}", listing.offset);
+            listing.touched = Instant::now();
+            let mut open = self.lock();
+            if open.len() >= MAX_OPEN_LISTINGS {
+                if let Some(oldest) = open.iter().min_by_key(|(_, l)| l.touched).map(|(k, _)| *k) {
+                    open.remove(&oldest);
+                }
+            }
+            open.insert(id, listing);
+            Some(cursor)
+        };
+        Ok(BrowsePage { entries, next_cursor })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OpenListing>> {
+        // A panic while holding the lock cannot leave the map inconsistent, so go on.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn random_id() -> u64 {
+    let mut b = [0u8; 8];
+    // The id only needs to differ between listings; fall back to the clock.
+    if getrandom::fill(&mut b).is_err() {
+        return SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    }
+    u64::from_le_bytes(b) >> 1
+}
+
+/// A file opened for reading, with the metadata it had when opened.
+pub struct OpenFile {
+    /// The open file.
+    pub file: File,
+    /// Its size when opened.
+    pub size: u64,
+    /// Its modification time when opened.
+    pub modified: Option<SystemTime>,
+}
+
+/// Opens a regular file read-only, refusing folders, symlinks and special files.
+pub fn open_file(real: &Path, shown: &str) -> Result<OpenFile, PathError> {
+    let meta = std::fs::symlink_metadata(real).map_err(|e| PathError::from_io(shown, &e))?;
+    check_regular(&meta, shown)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never block on a FIFO swapped in after the check, never follow a swapped-in symlink.
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    let file = options.open(real).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return PathError::WrongKind(shown.to_owned(), "a symbolic link");
+        }
+        PathError::from_io(shown, &e)
+    })?;
+    let meta = file.metadata().map_err(|e| PathError::from_io(shown, &e))?;
+    check_regular(&meta, shown)?;
+    Ok(OpenFile { size: meta.len(), modified: meta.modified().ok(), file })
+}
+
+fn check_regular(meta: &Metadata, shown: &str) -> Result<(), PathError> {
+    let ft = meta.file_type();
+    if let Some(kind) = special_kind(&ft) {
+        return Err(PathError::Special(shown.to_owned(), kind));
+    }
+    if ft.is_dir() {
+        return Err(PathError::WrongKind(shown.to_owned(), "a folder"));
+    }
+    if ft.is_symlink() {
+        return Err(PathError::WrongKind(shown.to_owned(), "a symbolic link"));
+    }
+    Ok(())
+}
+
+/// What a streamed read ended with.
+pub enum ReadEnd {
+    /// Every byte sent; the whole file's BLAKE3 when the read reached its end from any offset.
+    Complete(Option<blake3::Hash>),
+    /// The file changed size or time while it was read.
+    Changed,
+}
+
+/// Streams `len` bytes from `start`, hashing the whole file when the read runs to its end.
+/// Runs on a blocking thread; `send` returns false when the receiver is gone.
+pub fn stream_file(
+    mut open: OpenFile,
+    start: u64,
+    len: u64,
+    mut send: impl FnMut(Bytes) -> bool,
+) -> std::io::Result<Option<ReadEnd>> {
+    let to_end = start + len == open.size;
+    let mut hasher = to_end.then(blake3::Hasher::new);
+    if let Some(h) = hasher.as_mut() {
+        // A resumed read still proves the whole file: hash the prefix the receiver already has.
+        let mut prefix = (&mut open.file).take(start);
+        std::io::copy(&mut prefix, h)?;
+    }
+    open.file.seek(SeekFrom::Start(start))?;
+    let mut left = len;
+    let mut buf = vec![0u8; READ_CHUNK];
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = open.file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Ok(Some(ReadEnd::Changed));
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        if !send(Bytes::copy_from_slice(&buf[..n])) {
+            return Ok(None);
+        }
+        left -= n as u64;
+    }
+    let now = open.file.metadata()?;
+    if now.len() != open.size || now.modified().ok() != open.modified {
+        return Ok(Some(ReadEnd::Changed));
+    }
+    Ok(Some(ReadEnd::Complete(hasher.map(|h| h.finalize()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_visits_every_entry_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = BROWSE_PAGE_SIZE * 2 + 7;
+        for i in 0..n {
+            std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+        }
+        let listings = Listings::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = listings.page(dir.path(), "d", cursor.as_deref()).unwrap();
+            for e in page.entries {
+                assert!(seen.insert(e.name));
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), n);
+        // An unknown cursor id reopens the folder and skips forward.
+        let page = listings.page(dir.path(), "d", Some("12345-1500")).unwrap();
+        assert_eq!(page.entries.len(), n - 1500);
+        assert!(listings.page(dir.path(), "d", Some("junk")).is_err());
+    }
+
+    #[test]
+    fn streamed_read_hashes_whole_file_from_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut got = Vec::new();
+        let open = open_file(&path, "f").unwrap();
+        let end = stream_file(open, 1000, data.len() as u64 - 1000, |b| {
+            got.extend_from_slice(&b);
+            true
+        })
+        .unwrap();
+        assert_eq!(got, data[1000..]);
+        match end {
+            Some(ReadEnd::Complete(Some(h))) => assert_eq!(h, blake3::hash(&data)),
+            _ => panic!("expected a whole-file hash"),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The Mover agent runtime: key, tunnel, reconnect, browse/read service, control channel.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod control;
+pub mod fsops;
+pub mod home;
+pub mod key;
+pub mod logging;
+pub mod paths;
+pub mod proxy;
+pub mod runtime;
+pub mod service;
+pub mod status;
+pub mod tls;
+pub mod tunnel;
+
+pub use config::Config;
+pub use home::AgentHome;
+pub use key::ConnectorKey;
+pub use runtime::{prepare_key, Agent, StartError};
+pub use status::{Activity, Detail, Status};
+
+/// The agent's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `OS OS-VERSION`, as `agent -v` prints it.
+pub fn os_description() -> String {
+    format!("{} {}", std::env::consts::OS, os_info::get().version())
+}

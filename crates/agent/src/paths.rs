@@ -1,0 +1,204 @@
+//! Path rules: which paths Bifrost may touch, checked before any file is opened.
+
+use std::path::{Component, Path, PathBuf};
+
+use mover_proto::MAX_PATH_BYTES;
+
+/// Why a path is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not an absolute path.
+    #[error("path {0:?} is not absolute")]
+    Relative(String),
+    /// Contains a `..` component.
+    #[error("path {0:?} contains '..'")]
+    DotDot(String),
+    /// Contains a NUL byte.
+    #[error("path contains a NUL byte")]
+    Nul,
+    /// Longer than the protocol allows.
+    #[error("path is longer than {MAX_PATH_BYTES} bytes")]
+    TooLong,
+    /// Not under any shared folder.
+    #[error("path {0:?} is outside the shared folders")]
+    OutsideShares(String),
+    /// Resolves, through a symlink, to a place outside the shared folders.
+    #[error("path {0:?} leads outside the shared folders through a symbolic link")]
+    SymlinkEscape(String),
+    /// Does not exist.
+    #[error("path {0:?} does not exist")]
+    NotFound(String),
+    /// A device, FIFO, socket or other file that is never read.
+    #[error("path {0:?} is a {1}, which is never read")]
+    Special(String, &'static str),
+    /// A folder where a file was expected, or the reverse.
+    #[error("path {0:?} is {1}")]
+    WrongKind(String, &'static str),
+    /// Permission denied or another OS error.
+    #[error("path {0:?}: {1}")]
+    Io(String, String),
+}
+
+impl PathError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            PathError::NotFound(_) => 404,
+            PathError::Nul | PathError::TooLong => 400,
+            PathError::Io(..) => 500,
+            _ => 403,
+        }
+    }
+
+    /// Maps an OS error on `path` to a path error.
+    pub fn from_io(path: &str, e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => PathError::NotFound(path.to_owned()),
+            std::io::ErrorKind::PermissionDenied => {
+                PathError::Io(path.to_owned(), "permission denied".into())
+            }
+            _ => PathError::Io(path.to_owned(), e.to_string()),
+        }
+    }
+}
+
+/// One shared root: as configured, and with symlinks resolved.
+#[derive(Debug, Clone)]
+struct Root {
+    given: PathBuf,
+    canonical: PathBuf,
+}
+
+/// The set of shared roots (empty: everything the agent's user can read).
+#[derive(Debug, Clone, Default)]
+pub struct Shares {
+    roots: Vec<Root>,
+}
+
+impl Shares {
+    /// Resolves the configured roots; a root that does not exist is an error.
+    pub fn new(roots: &[PathBuf]) -> Result<Self, PathError> {
+        let roots = roots
+            .iter()
+            .map(|given| {
+                let shown = given.display().to_string();
+                let canonical = std::fs::canonicalize(given).map_err(|e| PathError::from_io(&shown, &e))?;
+                if !canonical.is_dir() {
+                    return Err(PathError::WrongKind(shown, "not a folder"));
+                }
+                Ok(Root { given: normalize(given), canonical })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { roots })
+    }
+
+    /// Whether any root restricts access.
+    pub fn is_restricted(&self) -> bool {
+        !self.roots.is_empty()
+    }
+
+    /// The roots as configured, for the agent's info.
+    pub fn roots(&self) -> Vec<String> {
+        self.roots.iter().map(|r| r.given.display().to_string()).collect()
+    }
+
+    /// Checks `raw` and returns the real path to open (symlinks resolved when restricted).
+    pub fn resolve(&self, raw: &str) -> Result<PathBuf, PathError> {
+        let path = check_syntax(raw)?;
+        if self.roots.is_empty() {
+            return Ok(path);
+        }
+        let inside = |p: &Path| self.roots.iter().any(|r| p.starts_with(&r.given) || p.starts_with(&r.canonical));
+        if !inside(&path) {
+            return Err(PathError::OutsideShares(raw.to_owned()));
+        }
+        let real = std::fs::canonicalize(&path).map_err(|e| PathError::from_io(raw, &e))?;
+        if !self.roots.iter().any(|r| real.starts_with(&r.canonical)) {
+            return Err(PathError::SymlinkEscape(raw.to_owned()));
+        }
+        Ok(real)
+    }
+}
+
+/// Syntax checks that need no file system: absolute, no `..`, no NUL, bounded length.
+pub fn check_syntax(raw: &str) -> Result<PathBuf, PathError> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
+    if raw.contains('\0') {
+        return Err(PathError::Nul);
+    }
+    let path = Path::new(raw);
+    if !path.is_absolute() {
+        return Err(PathError::Relative(raw.to_owned()));
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(PathError::DotDot(raw.to_owned()));
+    }
+    Ok(normalize(path))
+}
+
+/// Drops `.` components and trailing separators so prefix checks compare like with like.
+fn normalize(path: &Path) -> PathBuf {
+    path.components().filter(|c| *c != Component::CurDir).collect()
+}
+
+/// The kind name of a file type that is never read, if it is one.
+pub fn special_kind(ft: &std::fs::FileType) -> Option<&'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return Some("FIFO");
+        }
+        if ft.is_socket() {
+            return Some("socket");
+        }
+        if ft.is_block_device() || ft.is_char_device() {
+            return Some("device file");
+        }
+    }
+    if ft.is_file() || ft.is_dir() || ft.is_symlink() {
+        None
+    } else {
+        Some("special file")
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_rules() {
+        assert!(matches!(check_syntax("rel/a"), Err(PathError::Relative(_))));
+        assert!(matches!(check_syntax("/a/../b"), Err(PathError::DotDot(_))));
+        assert!(matches!(check_syntax("/a\0b"), Err(PathError::Nul)));
+        assert!(matches!(check_syntax(&"/a".repeat(MAX_PATH_BYTES)), Err(PathError::TooLong)));
+        assert_eq!(check_syntax("/a/./b/").unwrap(), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn shares_confine_paths_and_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(share.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, share.join("escape")).unwrap();
+        std::os::unix::fs::symlink(share.join("sub"), share.join("inner")).unwrap();
+        let shares = Shares::new(std::slice::from_ref(&share)).unwrap();
+        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        assert!(shares.resolve(&s(&share.join("sub"))).is_ok());
+        assert!(shares.resolve(&s(&share.join("inner"))).is_ok());
+        assert!(matches!(shares.resolve(&s(&outside)), Err(PathError::OutsideShares(_))));
+        assert!(matches!(shares.resolve(&s(&share.join("escape"))), Err(PathError::SymlinkEscape(_))));
+        assert!(matches!(shares.resolve(&s(&share.join("nope"))), Err(PathError::NotFound(_))));
+        // A sibling whose name merely starts with the root's name is outside.
+        std::fs::create_dir_all(dir.path().join("share2")).unwrap();
+        assert!(matches!(
+            shares.resolve(&s(&dir.path().join("share2"))),
+            Err(PathError::OutsideShares(_))
+        ));
+    }
+}

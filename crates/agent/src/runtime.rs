@@ -1,0 +1,383 @@
+//! The running agent: a handle to its state and the reconnect loop that owns the tunnel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mover_proto::SessionState;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::Config;
+use crate::home::AgentHome;
+use crate::key::{ConnectorKey, KeyError};
+use crate::paths::Shares;
+use crate::service::{Shared, Tunnel};
+use crate::status::{Activity, Detail, Status};
+use crate::tunnel::{self, Hello};
+
+/// A tunnel up this long counts as healthy and resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// Errors starting the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The key could not be loaded or made.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A share is missing or not a folder.
+    #[error("share: {0}")]
+    Share(#[from] crate::paths::PathError),
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The home folder could not be created.
+    #[error("agent home {0}: {1}")]
+    Home(String, std::io::Error),
+}
+
+enum Command {
+    Connect,
+    Disconnect,
+    Stop,
+}
+
+struct Inner {
+    key: ConnectorKey,
+    home: AgentHome,
+    status: watch::Sender<Status>,
+    activity: broadcast::Sender<Activity>,
+    config: watch::Sender<Config>,
+    shares: watch::Sender<Arc<Shares>>,
+    commands: mpsc::Sender<Command>,
+    stopped: watch::Sender<bool>,
+}
+
+/// A handle to a running agent; cheap to clone.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("key", &self.inner.key).finish_non_exhaustive()
+    }
+}
+
+/// Prepares the key: loads or creates it; with `reset`, makes a new one and keeps the
+/// old one aside so Bifrost can retire it on the next connection.
+pub fn prepare_key(home: &AgentHome, reset: bool) -> Result<ConnectorKey, StartError> {
+    home.create().map_err(|e| StartError::Home(home.dir().display().to_string(), e))?;
+    let path = home.key_file();
+    if reset {
+        if let Ok(old) = ConnectorKey::load_or_create(&path) {
+            old.save(&home.previous_key_file())?;
+        }
+        let key = ConnectorKey::generate()?;
+        key.save(&path)?;
+        return Ok(key);
+    }
+    Ok(ConnectorKey::load_or_create(&path)?)
+}
+
+impl Agent {
+    /// Starts the agent with `config`; it connects in the background.
+    pub fn start(home: AgentHome, key: ConnectorKey, config: Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let shares = Shares::new(&config.shares)?;
+        let relay = config.relay_addr()?;
+        let initial = Status {
+            online: false,
+            detail: if relay.is_some() { Detail::Connecting } else { Detail::NotConfigured },
+            relay_host: relay.as_ref().map(|r| r.host.clone()),
+            relay_port: relay.as_ref().map(|r| r.port),
+        };
+        let (commands, rx) = mpsc::channel(16);
+        let inner = Arc::new(Inner {
+            key,
+            home,
+            status: watch::Sender::new(initial),
+            activity: broadcast::Sender::new(1024),
+            config: watch::Sender::new(config),
+            shares: watch::Sender::new(Arc::new(shares)),
+            commands,
+            stopped: watch::Sender::new(false),
+        });
+        tokio::spawn(supervise(inner.clone(), rx));
+        Ok(Self { inner })
+    }
+
+    /// The connector key (show it only where the user asked for it).
+    pub fn key(&self) -> &ConnectorKey {
+        &self.inner.key
+    }
+
+    /// The agent's home.
+    pub fn home(&self) -> &AgentHome {
+        &self.inner.home
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.inner.status.borrow().clone()
+    }
+
+    /// Watches the status.
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.inner.status.subscribe()
+    }
+
+    /// Subscribes to the activity feed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Activity> {
+        self.inner.activity.subscribe()
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Config {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Applies a new config (new relay or shares) without a restart.
+    pub fn reconfigure(&self, config: Config) -> Result<(), StartError> {
+        config.validate()?;
+        let shares = Shares::new(&config.shares)?;
+        self.inner.shares.send_replace(Arc::new(shares));
+        self.inner.config.send_replace(config);
+        Ok(())
+    }
+
+    /// Asks the agent to connect (after a user's disconnect).
+    pub async fn connect(&self) {
+        let _ = self.inner.commands.send(Command::Connect).await;
+    }
+
+    /// Takes the tunnel down and keeps it down until [`Agent::connect`].
+    pub async fn disconnect(&self) {
+        let _ = self.inner.commands.send(Command::Disconnect).await;
+    }
+
+    /// Stops the agent.
+    pub async fn stop(&self) {
+        let _ = self.inner.commands.send(Command::Stop).await;
+    }
+
+    /// Resolves once the agent has stopped.
+    pub async fn stopped(&self) {
+        let mut rx = self.inner.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+fn system_info() -> (String, String, String) {
+    let info = os_info::get();
+    let os = format!("{} {}", std::env::consts::OS, info.version());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    (env!("CARGO_PKG_VERSION").to_owned(), os, host)
+}
+
+/// Jittered exponential backoff.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { next: BACKOFF_START }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+
+    fn delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        let mut b = [0u8; 2];
+        let _ = getrandom::fill(&mut b);
+        // Between 50% and 100% of the step, so many agents don't reconnect in lockstep.
+        let frac = 0.5 + f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 2.0;
+        base.mul_f64(frac)
+    }
+}
+
+enum Outcome {
+    Continue,
+    UserDisconnect,
+    Stop,
+}
+
+async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
+    let (version, os, host) = system_info();
+    let shared = Arc::new(Shared {
+        shares: inner.shares.subscribe(),
+        listings: Default::default(),
+        activity: inner.activity.clone(),
+        version: version.clone(),
+        os: os.clone(),
+        host: host.clone(),
+    });
+    let set = |online: bool, detail: Detail| {
+        let config = inner.config.borrow().clone();
+        let relay = config.relay_addr().ok().flatten();
+        let status = Status {
+            online,
+            detail,
+            relay_host: relay.as_ref().map(|r| r.host.clone()),
+            relay_port: relay.as_ref().map(|r| r.port),
+        };
+        if *inner.status.borrow() != status {
+            tracing::info!(online, detail = %status.detail, "status");
+            inner.status.send_replace(status.clone());
+            let _ = inner.activity.send(Activity::State(status));
+        }
+    };
+    let mut backoff = Backoff::new();
+    let mut user_disconnected = false;
+    let mut config_rx = inner.config.subscribe();
+    loop {
+        if user_disconnected {
+            set(false, Detail::DisconnectedByUser);
+            match commands.recv().await {
+                Some(Command::Connect) => {
+                    user_disconnected = false;
+                    backoff.reset();
+                }
+                Some(Command::Disconnect) => {}
+                Some(Command::Stop) | None => break,
+            }
+            continue;
+        }
+        let config = config_rx.borrow_and_update().clone();
+        let relay = match config.relay_addr() {
+            Ok(Some(relay)) => relay,
+            _ => {
+                set(false, Detail::NotConfigured);
+                tokio::select! {
+                    cmd = commands.recv() => match handle_idle(cmd) {
+                        Outcome::Stop => break,
+                        Outcome::UserDisconnect => user_disconnected = true,
+                        Outcome::Continue => {}
+                    },
+                    _ = config_rx.changed() => {}
+                }
+                continue;
+            }
+        };
+        if !matches!(inner.status.borrow().detail, Detail::CannotReach { .. } | Detail::Proxy { .. } | Detail::CertificateRejected { .. } | Detail::Revoked | Detail::Failed { .. }) {
+            set(false, Detail::Connecting);
+        }
+        let previous = ConnectorKey::load_or_create(&inner.home.previous_key_file()).ok().filter(|_| inner.home.previous_key_file().exists());
+        let hello = Hello { key: &inner.key, previous_key: previous.as_ref(), version: &version, host: &host, os: &os };
+        let dialed = tokio::select! {
+            r = tunnel::dial(&config, &relay, &hello) => r,
+            cmd = commands.recv() => {
+                match handle_idle(cmd) {
+                    Outcome::Stop => break,
+                    Outcome::UserDisconnect => user_disconnected = true,
+                    Outcome::Continue => {}
+                }
+                continue;
+            }
+        };
+        match dialed {
+            Ok(upgraded) => {
+                if previous.is_some() {
+                    // Bifrost has seen the old key with this one, and retired it.
+                    let _ = std::fs::remove_file(inner.home.previous_key_file());
+                }
+                tracing::info!(relay = %relay, "tunnel up");
+                set(true, Detail::Waiting);
+                let session = watch::Sender::new(SessionState::Waiting);
+                let mut session_rx = session.subscribe();
+                let tunnel = Tunnel { shared: shared.clone(), session };
+                let started = Instant::now();
+                let serving = tunnel::serve(upgraded, tunnel);
+                tokio::pin!(serving);
+                let mut outcome = Outcome::Continue;
+                let end = loop {
+                    tokio::select! {
+                        r = &mut serving => break r.err().map(|e| e.to_string()),
+                        Ok(()) = session_rx.changed() => {
+                            let detail = match &*session_rx.borrow_and_update() {
+                                SessionState::Waiting => Detail::Waiting,
+                                SessionState::Authorized { name } => Detail::Authorized { name: name.clone() },
+                                SessionState::Revoked => Detail::Revoked,
+                            };
+                            let online = detail != Detail::Revoked;
+                            set(online, detail);
+                        }
+                        cmd = commands.recv() => {
+                            outcome = handle_idle(cmd);
+                            if !matches!(outcome, Outcome::Continue) { break None; }
+                        }
+                        Ok(()) = config_rx.changed() => {
+                            if config_rx.borrow().relay_addr().ok().flatten() != Some(relay.clone()) { break None; }
+                        }
+                    }
+                };
+                if started.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
+                }
+                match outcome {
+                    Outcome::Stop => break,
+                    Outcome::UserDisconnect => {
+                        user_disconnected = true;
+                        continue;
+                    }
+                    Outcome::Continue => {}
+                }
+                let revoked = *session_rx.borrow() == SessionState::Revoked;
+                let detail = if revoked {
+                    Detail::Revoked
+                } else {
+                    Detail::Failed { reason: format!("connection to Bifrost lost{}", end.map(|e| format!(": {e}")).unwrap_or_default()) }
+                };
+                tracing::warn!(detail = %detail, "tunnel down");
+                set(false, detail);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open tunnel");
+                set(false, e.detail());
+            }
+        }
+        let delay = backoff.delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            cmd = commands.recv() => match handle_idle(cmd) {
+                Outcome::Stop => break,
+                Outcome::UserDisconnect => user_disconnected = true,
+                Outcome::Continue => backoff.reset(),
+            },
+            Ok(()) = config_rx.changed() => backoff.reset(),
+        }
+    }
+    set(false, Detail::Failed { reason: "agent stopped".into() });
+    inner.stopped.send_replace(true);
+}
+
+fn handle_idle(cmd: Option<Command>) -> Outcome {
+    match cmd {
+        Some(Command::Connect) => Outcome::Continue,
+        Some(Command::Disconnect) => Outcome::UserDisconnect,
+        Some(Command::Stop) | None => Outcome::Stop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new();
+        let first = b.delay();
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+        for _ in 0..20 {
+            assert!(b.delay() <= BACKOFF_CAP);
+        }
+        assert!(b.delay() >= BACKOFF_CAP / 2);
+        b.reset();
+        assert!(b.delay() <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,217 @@
+//! JSON shapes of Bifrost's `/api/v1`, shared by Bifrost, tests and scripts.
+
+use serde::{Deserialize, Serialize};
+
+/// Connector state as the API lists it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorState {
+    /// Authorized and its tunnel is up.
+    Online,
+    /// Authorized, no tunnel.
+    Offline,
+    /// A tunnel is up but its key is not authorized yet.
+    Waiting,
+}
+
+/// `POST /api/v1/connectors` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The key the agent shows.
+    pub key: String,
+    /// Optional display name; defaults to the agent's host name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `PATCH /api/v1/connectors/{id}` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// New display name.
+    pub name: String,
+}
+
+/// A connector as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Connector {
+    /// Stable id (a waiting tunnel has a temporary one).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Online, offline or waiting.
+    pub state: ConnectorState,
+    /// Agent software version, when known.
+    pub version: Option<String>,
+    /// Agent OS, when known.
+    pub os: Option<String>,
+    /// Agent host name, when known.
+    pub host: Option<String>,
+    /// Shared roots the agent announced.
+    #[serde(default)]
+    pub roots: Vec<String>,
+    /// Last time a tunnel was up (RFC 3339).
+    pub last_seen: Option<String>,
+}
+
+/// Where a job writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Destination {
+    /// A folder on Bifrost's machine.
+    Folder {
+        /// Absolute path of the folder.
+        path: String,
+    },
+}
+
+/// `POST /api/v1/jobs` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// Connector id.
+    pub connector: String,
+    /// Absolute paths on the agent.
+    pub sources: Vec<String>,
+    /// Where to copy.
+    pub destination: Destination,
+    /// Files copied at once (default 8).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+/// Job state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Created, not started.
+    Queued,
+    /// Scanning or copying.
+    Running,
+    /// Stopped by an admin or by a full destination; resumable.
+    Paused,
+    /// Every file copied or skipped.
+    Completed,
+    /// Finished, with some files failed.
+    CompletedWithErrors,
+    /// Could not run at all (e.g. a source refused).
+    Failed,
+    /// Stopped for good by an admin.
+    Cancelled,
+}
+
+impl JobState {
+    /// The API's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Completed => "completed",
+            JobState::CompletedWithErrors => "completed_with_errors",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the API's name of the state.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "paused" => JobState::Paused,
+            "completed" => JobState::Completed,
+            "completed_with_errors" => JobState::CompletedWithErrors,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the job will do no more work on its own.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed
+                | JobState::CompletedWithErrors
+                | JobState::Failed
+                | JobState::Cancelled
+        )
+    }
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// Connector id.
+    pub connector: String,
+    /// Source paths on the agent.
+    pub sources: Vec<String>,
+    /// Destination.
+    pub destination: Destination,
+    /// Current state.
+    pub state: JobState,
+    /// Why the job is failed or paused, when it is.
+    pub reason: Option<String>,
+    /// Files found at the sources (grows while scanning).
+    pub files_total: u64,
+    /// Files copied.
+    pub files_done: u64,
+    /// Files failed.
+    pub files_failed: u64,
+    /// Files skipped (already at the destination, or not copyable).
+    pub files_skipped: u64,
+    /// Bytes found at the sources.
+    pub bytes_total: u64,
+    /// Bytes copied or skipped.
+    pub bytes_done: u64,
+    /// Files copied at once.
+    pub concurrency: u32,
+    /// The job this one re-runs, if any.
+    pub rerun_of: Option<String>,
+    /// Creation time (RFC 3339).
+    pub created: String,
+    /// Last change (RFC 3339).
+    pub updated: String,
+}
+
+/// Per-file result.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Not done yet.
+    Pending,
+    /// Copied and verified.
+    Copied,
+    /// Could not be copied; see `reason`.
+    Failed,
+    /// Not copied on purpose; see `reason`.
+    Skipped,
+}
+
+/// One line of a job's per-file report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileReport {
+    /// Path on the agent.
+    pub source: String,
+    /// Path relative to the destination folder.
+    pub destination: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Status.
+    pub status: FileStatus,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+    /// BLAKE3 of the copied file.
+    pub blake3: Option<String>,
+}
+
+/// `GET /api/v1/jobs/{id}/files` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileReportPage {
+    /// Report lines.
+    pub files: Vec<FileReport>,
+}
