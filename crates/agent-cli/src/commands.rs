@@ -1,0 +1,222 @@
+//! The `agent` commands: `start` runs the runtime; the others talk to it over the control channel.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use mover_agent::control::{Client, ControlError, Reply, Request};
+use mover_agent::{Activity, Agent, AgentHome, Config, Detail, Status};
+
+/// Options of `agent start`.
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Bifrost's https:// address (saved for later starts)
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// Trust Bifrost's certificate when issued by the CA in this PEM file
+    #[arg(long, value_name = "FILE", conflicts_with = "relay_fingerprint")]
+    relay_ca: Option<PathBuf>,
+    /// Pin Bifrost's certificate by the SHA-256 of its DER (hex, colons allowed)
+    #[arg(long, value_name = "FP")]
+    relay_fingerprint: Option<String>,
+    /// A folder Bifrost may browse (repeatable); without it, what this user can read
+    #[arg(long = "share", value_name = "PATH")]
+    shares: Vec<PathBuf>,
+    /// Make a new connector key; the old one stops working at Bifrost
+    #[arg(long)]
+    reset_key: bool,
+}
+
+fn home() -> anyhow::Result<AgentHome> {
+    AgentHome::from_env().context("cannot find the agent's home folder")
+}
+
+pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
+    let home = home()?;
+    if Client::connect(&home.control_endpoint()).await.is_ok() {
+        println!("Mover Agent is already running in {}", home.dir().display());
+        return Ok(ExitCode::FAILURE);
+    }
+    home.create().with_context(|| format!("cannot create {}", home.dir().display()))?;
+    let config_path = home.config_file();
+    let mut config = Config::load(&config_path)?;
+    if let Some(relay) = args.relay {
+        config.relay = Some(relay);
+    }
+    if let Some(ca) = args.relay_ca {
+        let ca = std::path::absolute(&ca).unwrap_or(ca);
+        config.relay_ca = Some(ca);
+        config.relay_fingerprint = None;
+    }
+    if let Some(fp) = args.relay_fingerprint {
+        config.relay_fingerprint = Some(fp);
+        config.relay_ca = None;
+    }
+    if !args.shares.is_empty() {
+        config.shares = args.shares.iter().map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone())).collect();
+    }
+    config.validate()?;
+    config.save(&config_path)?;
+    let _log = mover_agent::logging::init(home.log_dir(), "agent")
+        .with_context(|| format!("cannot write logs to {}", home.log_dir().display()))?;
+    let key = mover_agent::prepare_key(&home, args.reset_key)?;
+    let agent = Agent::start(home, key, config)?;
+    let control = match mover_agent::control::serve(agent.clone()).await {
+        Ok(handle) => handle,
+        Err(ControlError::AlreadyRunning(home)) => {
+            println!("Mover Agent is already running in {home}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let key = agent.key().expose();
+    println!("Mover Agent Starting");
+    println!("Mover Agent Key:");
+    println!("{key}");
+    println!("Ctrl-C To Stop");
+    println!("Bifrost service initialized with connector key: {key}");
+    tracing::info!(key = %agent.key(), home = %agent.home().dir().display(), "agent started");
+    tokio::select! {
+        _ = shutdown_signal() => {
+            println!("Mover Agent Stopping");
+            agent.stop().await;
+            agent.stopped().await;
+        }
+        _ = agent.stopped() => println!("Mover Agent Stopping"),
+    }
+    let _ = control.await;
+    tracing::info!("agent stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Connects to the running agent and sends `request`, printing the original's first lines.
+async fn open(request: Request, verb: Option<&str>) -> anyhow::Result<Option<Client>> {
+    println!("Connecting to Mover Agent");
+    let mut client = match Client::connect(&home()?.control_endpoint()).await {
+        Ok(c) => c,
+        Err(ControlError::NotRunning) => {
+            println!("Mover Agent is not running");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(verb) = verb {
+        println!("Sending {verb} command");
+    }
+    client.send(request).await.context("cannot talk to the agent")?;
+    Ok(Some(client))
+}
+
+async fn reply(client: &mut Client) -> anyhow::Result<Reply> {
+    match client.next().await.context("cannot read the agent's answer")? {
+        Some(Reply::Error { message }) => anyhow::bail!("the agent refused: {message}"),
+        Some(r) => Ok(r),
+        None => anyhow::bail!("the agent closed the control channel"),
+    }
+}
+
+fn print_status(status: &Status) {
+    println!("Mover Agent Status: {}", status.word());
+    println!("{}", status.detail);
+}
+
+pub async fn status() -> anyhow::Result<ExitCode> {
+    let Some(mut client) = open(Request::Status, None).await? else { return Ok(ExitCode::FAILURE) };
+    match reply(&mut client).await? {
+        Reply::Status { key, status } => {
+            println!("Mover Agent Key:");
+            println!("{key}");
+            print_status(&status);
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+    }
+}
+
+pub async fn stop() -> anyhow::Result<ExitCode> {
+    let Some(mut client) = open(Request::Stop, Some("stop")).await? else { return Ok(ExitCode::FAILURE) };
+    reply(&mut client).await?;
+    println!("Mover Agent Stopping");
+    // The agent closes the channel once it has stopped.
+    while let Ok(Some(_)) = client.next().await {}
+    println!("Mover Agent stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn connect(up: bool) -> anyhow::Result<ExitCode> {
+    let (request, verb) = if up { (Request::Connect, "connect") } else { (Request::Disconnect, "disconnect") };
+    let Some(mut client) = open(request, Some(verb)).await? else { return Ok(ExitCode::FAILURE) };
+    match reply(&mut client).await? {
+        Reply::Done { settled: true, .. } => {
+            println!("Mover Agent {verb}ed.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::Done { settled: false, status } => {
+            println!("Mover Agent is still trying to {verb}: {}", status.detail);
+            Ok(ExitCode::FAILURE)
+        }
+        other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+    }
+}
+
+pub async fn monitor() -> anyhow::Result<ExitCode> {
+    let Some(mut client) = open(Request::Monitor, None).await? else { return Ok(ExitCode::FAILURE) };
+    let Reply::Status { key, status } = reply(&mut client).await? else {
+        anyhow::bail!("unexpected answer from the agent");
+    };
+    println!("Mover Agent Key:");
+    println!("{key}");
+    let mut last = None;
+    show_state(&status, &mut last);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            next = client.next() => match next.context("cannot read from the agent")? {
+                Some(Reply::Activity { activity: Activity::State(status) }) => show_state(&status, &mut last),
+                Some(Reply::Activity { activity }) => println!("{activity}"),
+                Some(_) => {}
+                None => {
+                    println!("Mover Agent stopped");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            },
+        }
+    }
+}
+
+/// Prints a state change in the original's words, once per change.
+fn show_state(status: &Status, last: &mut Option<Status>) {
+    if last.as_ref() == Some(status) {
+        return;
+    }
+    let was_online = last.as_ref().is_some_and(|s| s.online);
+    if status.online {
+        if !was_online {
+            let host = status.relay_host.as_deref().unwrap_or("Bifrost");
+            let port = status.relay_port.unwrap_or(443);
+            println!("Connected to {host} on port {port}.");
+        }
+        match &status.detail {
+            Detail::Authorized { .. } => println!("Ready to transfer!"),
+            other => println!("{other}"),
+        }
+    } else {
+        print_status(status);
+    }
+    *last = Some(status.clone());
+}

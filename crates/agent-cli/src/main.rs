@@ -1,0 +1,106 @@
+//! `agent`: the Mover Agent command line, glue around the agent runtime.
+#![forbid(unsafe_code)]
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Commands and their options; top-level help and version are printed by hand because
+/// their text is the original agent's, not clap's.
+#[derive(Parser)]
+#[command(name = "agent", disable_help_flag = false, disable_version_flag = true, disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connect the agent to Mover after a disconnect.
+    Connect,
+    /// Disconnect the agent from Mover; it stays running.
+    Disconnect,
+    /// Show the agent's key, connection and live Browse/Upload activity until Ctrl-C.
+    Monitor,
+    /// Start the agent in the foreground and show its connector key.
+    Start(commands::StartArgs),
+    /// Show the agent's key and whether it is online.
+    Status,
+    /// Stop the running agent.
+    Stop,
+}
+
+const COMMANDS: &[(&str, &str)] = &[
+    ("connect", "Connect the agent to Mover after a disconnect"),
+    ("disconnect", "Disconnect the agent from Mover; it stays running"),
+    ("monitor", "Show the agent's key, connection and live Browse/Upload activity"),
+    ("start", "Start the agent and show its connector key"),
+    ("status", "Show the agent's key and whether it is online"),
+    ("stop", "Stop the running agent"),
+];
+
+fn print_help() {
+    println!("Mover Agent {}", mover_agent::VERSION);
+    println!();
+    println!("Usage: agent [options] [command]");
+    println!();
+    println!("Options:");
+    println!("  -? | -h | --help  Show help information");
+    println!("  -v | --version    Show version information");
+    println!();
+    println!("Commands:");
+    for (name, about) in COMMANDS {
+        println!("  {name:<12}{about}");
+    }
+    println!();
+    println!("Use \"agent [command] --help\" for more information about a command.");
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        None | Some("-?" | "-h" | "--help") => {
+            print_help();
+            return ExitCode::SUCCESS;
+        }
+        Some("-v" | "--version") => {
+            println!("Mover Agent");
+            println!("{} ({})", mover_agent::VERSION, mover_agent::os_description());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Start(args) => commands::start(args).await,
+            Command::Status => commands::status().await,
+            Command::Stop => commands::stop().await,
+            Command::Connect => commands::connect(true).await,
+            Command::Disconnect => commands::connect(false).await,
+            Command::Monitor => commands::monitor().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

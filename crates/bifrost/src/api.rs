@@ -1,0 +1,160 @@
+//! The JSON API under `/api/v1`: routing, admin-token check, errors and the JSON extractor.
+
+mod connectors;
+mod jobs;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::StatusCode;
+use mover_proto::ErrorBody;
+
+use crate::App;
+
+/// An API error: a status and a readable message, sent as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with this status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 500, for Bifrost's own faults; the detail goes to the log.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Bifrost failed: {e}"))
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<crate::agent_client::AgentError> for ApiError {
+    fn from(e: crate::agent_client::AgentError) -> Self {
+        use crate::agent_client::AgentError;
+        match e {
+            // The agent's own verdict on a path passes through: 403 refused, 404 missing, 400 bad.
+            AgentError::Status { status, message } if status.is_client_error() => Self::new(status, message),
+            AgentError::Status { message, .. } => Self::new(StatusCode::BAD_GATEWAY, format!("the agent failed: {message}")),
+            AgentError::Transport(m) => Self::conflict(format!("the agent went offline: {m}")),
+            AgentError::Protocol(m) => Self::new(StatusCode::BAD_GATEWAY, format!("the agent sent a malformed answer: {m}")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+/// JSON body extractor whose rejections are `400 {"error": ...}`.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(e) => Err(ApiError::bad_request(format!("malformed request: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Query extractor whose rejections are `400 {"error": ...}`.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    axum::extract::Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(ApiError::bad_request(format!("malformed query: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer ADMIN-TOKEN` in constant time.
+async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
+        next.run(req).await
+    } else {
+        ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer TOKEN)").into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Every route Bifrost serves on its one port.
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/connectors", get(connectors::list).post(connectors::authorize))
+        .route("/connectors/{id}", axum::routing::delete(connectors::revoke).patch(connectors::rename))
+        .route("/connectors/{id}/browse", get(connectors::browse))
+        .route("/connectors/{id}/stat", get(connectors::stat))
+        .route("/jobs", get(jobs::list).post(jobs::create))
+        .route("/jobs/{id}", get(jobs::get))
+        .route("/jobs/{id}/files", get(jobs::files))
+        .route("/jobs/{id}/rerun", post(jobs::rerun))
+        .route("/jobs/{id}/pause", post(jobs::pause))
+        .route("/jobs/{id}/resume", post(jobs::resume))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .fallback(|| async { ApiError::not_found("no such API endpoint") })
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
+    Router::new()
+        .route(mover_proto::TUNNEL_PATH, get(crate::tunnel::accept))
+        .nest("/api/v1", api)
+        .route("/", get(index))
+        .with_state(app)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}

@@ -1,0 +1,338 @@
+//! The transfer engine: runs each job as a task that lists its sources and copies the files.
+
+mod copy;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mover_proto::api::{Destination, FileStatus, JobState};
+use mover_proto::{route, BrowsePage, Entry, EntryKind};
+use tokio::task::JoinSet;
+
+use crate::agent_client::{AgentClient, AgentError};
+use crate::store::{JobRow, NewFile, StoreError};
+use crate::App;
+
+/// Attempts per file before it is reported failed.
+const MAX_ATTEMPTS: u32 = 5;
+/// Pending files fetched from the database at a time.
+const BATCH: u32 = 512;
+
+struct Running {
+    task: tokio::task::AbortHandle,
+    done: tokio::sync::watch::Receiver<bool>,
+    inflight: Arc<AtomicU64>,
+}
+
+/// The jobs running now.
+#[derive(Default)]
+pub struct Engine {
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl Engine {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes of files being copied right now (not yet counted as done).
+    pub fn inflight(&self, job: &str) -> u64 {
+        self.lock().get(job).map(|r| r.inflight.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+}
+
+/// Starts job `id` unless it already runs.
+pub fn start(app: &Arc<App>, id: String) {
+    let mut running = app.engine.lock();
+    if running.contains_key(&id) {
+        return;
+    }
+    let inflight = Arc::new(AtomicU64::new(0));
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn({
+        let (app, id, inflight) = (app.clone(), id.clone(), inflight.clone());
+        async move {
+            if let Err(e) = run(&app, &id, &inflight).await {
+                tracing::error!(job = %id, error = %e, "job stopped on a database error");
+            }
+            app.engine.lock().remove(&id);
+            let _ = done_tx.send(true);
+        }
+    });
+    running.insert(id, Running { task: task.abort_handle(), done, inflight });
+}
+
+/// Stops job `id` if it runs, and waits until it has.
+pub async fn stop(app: &App, id: &str) {
+    let entry = app.engine.lock().remove(id);
+    if let Some(r) = entry {
+        r.task.abort();
+        let mut done = r.done;
+        // An aborted task never sends `done`; its sender dropping ends the wait too.
+        let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+    }
+}
+
+/// Fails the running jobs of a revoked connector.
+pub async fn stop_connector_jobs(app: &App, connector: &str) {
+    let Ok(jobs) = app.store.jobs().await else { return };
+    for job in jobs.into_iter().filter(|j| j.connector == connector && !j.state.is_finished()) {
+        stop(app, &job.id).await;
+        let _ = app.store.set_job_state(job.id, JobState::Failed, Some("the connector was revoked".into())).await;
+    }
+}
+
+async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), StoreError> {
+    let Some(mut job) = app.store.job(id.to_owned()).await? else { return Ok(()) };
+    if job.state.is_finished() || job.state == JobState::Paused {
+        return Ok(());
+    }
+    app.store.set_job_state(id.to_owned(), JobState::Running, None).await?;
+    while !job.scanned {
+        let client = app.registry.wait_online(&job.connector).await;
+        match scan(app, &job, &client).await {
+            Ok(()) => {
+                app.store.set_scanned(id.to_owned()).await?;
+                job.scanned = true;
+            }
+            Err(ScanError::Agent(AgentError::Status { status, message })) if status.is_client_error() => {
+                app.store.set_job_state(id.to_owned(), JobState::Failed, Some(message)).await?;
+                return Ok(());
+            }
+            Err(ScanError::Agent(e)) => {
+                tracing::warn!(job = %id, error = %e, "scan interrupted; retrying when the agent is back");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(ScanError::Store(e)) => return Err(e),
+        }
+    }
+    let Destination::Folder { path } = &job.destination;
+    let root = PathBuf::from(path);
+    loop {
+        let outcome = copy_pass(app, &job, &root, inflight).await?;
+        match outcome {
+            Pass::Finished => break,
+            Pass::DiskFull => {
+                app.store.set_job_state(id.to_owned(), JobState::Paused, Some("the destination disk is full".into())).await?;
+                return Ok(());
+            }
+            Pass::Retry => {
+                app.registry.wait_online(&job.connector).await;
+            }
+        }
+    }
+    let counts = app.store.counts(id.to_owned()).await?;
+    let state = if counts.files_failed > 0 { JobState::CompletedWithErrors } else { JobState::Completed };
+    tracing::info!(job = %id, files = counts.files_done, failed = counts.files_failed, skipped = counts.files_skipped, bytes = counts.bytes_done, state = state.as_str(), "job finished");
+    app.store.set_job_state(id.to_owned(), state, None).await?;
+    Ok(())
+}
+
+enum Pass {
+    Finished,
+    Retry,
+    DiskFull,
+}
+
+/// Copies every pending file once, `concurrency` at a time.
+async fn copy_pass(app: &Arc<App>, job: &JobRow, root: &std::path::Path, inflight: &Arc<AtomicU64>) -> Result<Pass, StoreError> {
+    let mut after = 0;
+    let mut tasks = JoinSet::new();
+    let mut retry = false;
+    let mut disk_full = false;
+    loop {
+        let batch = app.store.pending_files(job.id.clone(), after, BATCH).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for (seq, file) in batch {
+            after = seq;
+            while tasks.len() >= job.concurrency as usize {
+                if let Some(r) = tasks.join_next().await {
+                    settle(app, job, r, &mut retry, &mut disk_full).await?;
+                }
+            }
+            if disk_full {
+                break;
+            }
+            let Some(client) = app.registry.by_connector(&job.connector).map(|l| l.client) else {
+                retry = true;
+                break;
+            };
+            let (root, inflight) = (root.to_owned(), inflight.clone());
+            tasks.spawn(async move {
+                let result = copy::copy_file(&client, &root, &file, &inflight).await;
+                (file, result)
+            });
+        }
+        if retry || disk_full {
+            break;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        settle(app, job, r, &mut retry, &mut disk_full).await?;
+    }
+    Ok(if disk_full {
+        Pass::DiskFull
+    } else if retry {
+        Pass::Retry
+    } else {
+        Pass::Finished
+    })
+}
+
+async fn settle(
+    app: &App,
+    job: &JobRow,
+    joined: Result<(crate::store::PendingFile, Result<copy::Copied, copy::CopyError>), tokio::task::JoinError>,
+    retry: &mut bool,
+    disk_full: &mut bool,
+) -> Result<(), StoreError> {
+    let Ok((file, result)) = joined else {
+        *retry = true;
+        return Ok(());
+    };
+    let (id, dest) = (job.id.clone(), file.dest.clone());
+    match result {
+        Ok(copy::Copied::Done { size, blake3 }) => {
+            app.store.finish_file(id, dest, FileStatus::Copied, size, None, Some(blake3)).await
+        }
+        Ok(copy::Copied::Skipped { reason }) => app.store.finish_file(id, dest, FileStatus::Skipped, file.size, Some(reason), None).await,
+        Err(copy::CopyError::Failed(reason)) => {
+            tracing::warn!(job = %job.id, source = %file.source, %reason, "file failed");
+            app.store.finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None).await
+        }
+        Err(copy::CopyError::DiskFull(reason)) => {
+            *disk_full = true;
+            app.store.finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None).await
+        }
+        Err(copy::CopyError::Retry(reason)) => {
+            if file.attempts + 1 >= MAX_ATTEMPTS {
+                tracing::warn!(job = %job.id, source = %file.source, %reason, "file failed after retries");
+                app.store.finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None).await
+            } else {
+                tracing::info!(job = %job.id, source = %file.source, %reason, "file will be retried");
+                *retry = true;
+                app.store.bump_attempts(id, dest).await
+            }
+        }
+    }
+}
+
+enum ScanError {
+    Agent(AgentError),
+    Store(StoreError),
+}
+
+impl From<AgentError> for ScanError {
+    fn from(e: AgentError) -> Self {
+        ScanError::Agent(e)
+    }
+}
+
+impl From<StoreError> for ScanError {
+    fn from(e: StoreError) -> Self {
+        ScanError::Store(e)
+    }
+}
+
+/// Last component of an agent path, for either separator.
+pub fn base_name(path: &str) -> &str {
+    path.trim_end_matches(['/', '\\']).rsplit(['/', '\\']).next().unwrap_or_default()
+}
+
+/// Joins an agent path and a name with the separator the path already uses.
+fn join_agent(dir: &str, name: &str) -> String {
+    let sep = if dir.contains('\\') && !dir.contains('/') { '\\' } else { '/' };
+    if dir.ends_with(sep) {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}{sep}{name}")
+    }
+}
+
+/// Whether a name from the agent is safe to use as one path component here.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+fn new_file(source: String, dest: String, entry: &Entry) -> NewFile {
+    let (status, reason) = match entry.kind {
+        EntryKind::File | EntryKind::Dir => (FileStatus::Pending, None),
+        EntryKind::Symlink => (FileStatus::Skipped, Some("symbolic link (not followed)".to_owned())),
+        EntryKind::Other => (FileStatus::Skipped, Some("device, FIFO or socket (never read)".to_owned())),
+    };
+    NewFile { source, dest, size: entry.size, modified: entry.modified.clone(), status, reason }
+}
+
+/// Lists every source into the job's file table; safe to repeat after an interruption.
+async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), ScanError> {
+    for source in &job.sources {
+        let entry: Entry = client.get_json(route::STAT, &[("path", source)]).await?;
+        let name = base_name(source).to_owned();
+        if entry.kind != EntryKind::Dir {
+            app.store.add_files(job.id.clone(), vec![new_file(source.clone(), name, &entry)]).await?;
+            continue;
+        }
+        let mut folders = vec![(source.clone(), name)];
+        while let Some((dir, rel)) = folders.pop() {
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut pairs = vec![("path", dir.as_str())];
+                if let Some(c) = cursor.as_deref() {
+                    pairs.push(("cursor", c));
+                }
+                let page: BrowsePage = client.get_json(route::BROWSE, &pairs).await?;
+                if cursor.is_none() && page.entries.is_empty() {
+                    // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
+                    let entry = Entry { name: String::new(), kind: EntryKind::Dir, size: 0, modified: None };
+                    app.store.add_files(job.id.clone(), vec![new_file(dir.clone(), format!("{rel}/"), &entry)]).await?;
+                }
+                let mut files = Vec::with_capacity(page.entries.len());
+                for e in &page.entries {
+                    let src = join_agent(&dir, &e.name);
+                    let dest = format!("{rel}/{}", e.name);
+                    if !safe_name(&e.name) {
+                        files.push(NewFile {
+                            source: src,
+                            dest,
+                            size: e.size,
+                            modified: None,
+                            status: FileStatus::Failed,
+                            reason: Some("unsafe file name from the agent".into()),
+                        });
+                    } else if e.kind == EntryKind::Dir {
+                        folders.push((src, dest));
+                    } else {
+                        files.push(new_file(src, dest, e));
+                    }
+                }
+                app.store.add_files(job.id.clone(), files).await?;
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_joins() {
+        assert_eq!(join_agent("/a", "b"), "/a/b");
+        assert_eq!(join_agent("/", "b"), "/b");
+        assert_eq!(join_agent(r"C:\data", "b"), r"C:\data\b");
+        assert!(safe_name("a b ü"));
+        assert!(!safe_name(".."));
+        assert!(!safe_name("a/b"));
+        assert!(!safe_name(""));
+    }
+}

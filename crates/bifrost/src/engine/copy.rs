@@ -1,0 +1,191 @@
+//! Copying one file: resume from a partial temp file, verify BLAKE3, fsync, keep mtime, rename.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::StatusCode;
+use http_body_util::BodyExt;
+use mover_proto::header;
+use tokio::io::AsyncWriteExt;
+
+use crate::agent_client::{AgentClient, AgentError};
+use crate::store::PendingFile;
+
+/// A file's good outcome.
+pub enum Copied {
+    /// Copied and verified.
+    Done {
+        /// Bytes.
+        size: u64,
+        /// BLAKE3, hex.
+        blake3: String,
+    },
+    /// Not copied on purpose.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A file's bad outcome.
+pub enum CopyError {
+    /// Will not work on retry: report it.
+    Failed(String),
+    /// May work on retry (link dropped, file changed).
+    Retry(String),
+    /// The destination is full: report it and pause the job.
+    DiskFull(String),
+}
+
+fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        CopyError::DiskFull("the destination disk is full".into())
+    } else {
+        CopyError::Failed(format!("cannot {what} {}: {e}", path.display()))
+    }
+}
+
+/// Where `rel` (a `/`-separated relative path) lands under `root`.
+fn target(root: &Path, rel: &str) -> PathBuf {
+    rel.split('/').filter(|c| !c.is_empty()).fold(root.to_path_buf(), |p, c| p.join(c))
+}
+
+fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+fn file_time(t: time::OffsetDateTime) -> filetime::FileTime {
+    filetime::FileTime::from_unix_time(t.unix_timestamp(), t.nanosecond())
+}
+
+/// Whether the destination already holds this file: same size and same mtime to the second.
+fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
+    let (Ok(meta), Some(m)) = (std::fs::metadata(path), modified.and_then(parse_time)) else { return false };
+    let mtime = filetime::FileTime::from_last_modification_time(&meta);
+    meta.is_file() && meta.len() == size && mtime.unix_seconds() == m.unix_timestamp()
+}
+
+/// Copies one file from the agent into `root`.
+pub async fn copy_file(client: &AgentClient, root: &Path, file: &PendingFile, inflight: &Arc<AtomicU64>) -> Result<Copied, CopyError> {
+    let counted = AtomicU64::new(0);
+    let result = copy_inner(client, root, file, inflight, &counted).await;
+    inflight.fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+    result
+}
+
+async fn copy_inner(
+    client: &AgentClient,
+    root: &Path,
+    file: &PendingFile,
+    inflight: &AtomicU64,
+    counted: &AtomicU64,
+) -> Result<Copied, CopyError> {
+    let dest = target(root, &file.dest);
+    if file.dest.ends_with('/') {
+        tokio::fs::create_dir_all(&dest).await.map_err(|e| local(e, "create folder", &dest))?;
+        return Ok(Copied::Done { size: 0, blake3: blake3::hash(b"").to_hex().to_string() });
+    }
+    let parent = dest.parent().unwrap_or(root).to_path_buf();
+    tokio::fs::create_dir_all(&parent).await.map_err(|e| local(e, "create folder", &parent))?;
+    if same_file(&dest, file.size, file.modified.as_deref()) {
+        return Ok(Copied::Skipped { reason: "already at the destination (same size and modification time)".into() });
+    }
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = parent.join(format!(".{name}.mover-part"));
+    let have = tokio::fs::metadata(&partial).await.map(|m| m.len()).unwrap_or(0);
+    let mut offset = if have > 0 && have < file.size { have } else { 0 };
+    let mut res = match client.read(&file.source, offset).await {
+        Ok(r) => r,
+        Err(AgentError::Status { status: StatusCode::NOT_FOUND, .. }) => {
+            return Err(CopyError::Failed("vanished: the file no longer exists at the source".into()))
+        }
+        Err(AgentError::Status { status: StatusCode::RANGE_NOT_SATISFIABLE, .. }) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(CopyError::Retry("the file shrank at the source".into()));
+        }
+        Err(AgentError::Status { status, message }) if status.is_client_error() => return Err(CopyError::Failed(message)),
+        Err(e) => return Err(CopyError::Retry(e.to_string())),
+    };
+    if offset > 0 && res.status() != StatusCode::PARTIAL_CONTENT {
+        offset = 0;
+    }
+    let size: Option<u64> = res.headers().get(header::SIZE).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let modified = res.headers().get(header::MODIFIED).and_then(|v| v.to_str().ok()).and_then(parse_time);
+    let Some(size) = size else { return Err(CopyError::Failed("the agent did not say the file's size".into())) };
+
+    let mut hasher = blake3::Hasher::new();
+    let mut out = if offset > 0 {
+        // Resuming: the prefix on disk is part of the whole-file hash.
+        let prefix = partial.clone();
+        hasher = tokio::task::spawn_blocking(move || -> std::io::Result<blake3::Hasher> {
+            let mut h = blake3::Hasher::new();
+            let mut f = std::fs::File::open(&prefix)?;
+            std::io::copy(&mut std::io::Read::take(&mut f, offset), &mut h)?;
+            Ok(h)
+        })
+        .await
+        .map_err(|e| CopyError::Retry(e.to_string()))?
+        .map_err(|e| local(e, "read", &partial))?;
+        let f = tokio::fs::OpenOptions::new().append(true).open(&partial).await.map_err(|e| local(e, "open", &partial))?;
+        f.set_len(offset).await.map_err(|e| local(e, "truncate", &partial))?;
+        f
+    } else {
+        tokio::fs::File::create(&partial).await.map_err(|e| local(e, "create", &partial))?
+    };
+    let add = |n: u64| {
+        inflight.fetch_add(n, Ordering::Relaxed);
+        counted.fetch_add(n, Ordering::Relaxed);
+    };
+    add(offset);
+    let mut written = offset;
+    let mut writer = tokio::io::BufWriter::with_capacity(1024 * 1024, &mut out);
+    let mut trailers = None;
+    while let Some(frame) = res.body_mut().frame().await {
+        match frame.map(|f| f.into_data()) {
+            Ok(Ok(data)) => {
+                hasher.update(&data);
+                writer.write_all(&data).await.map_err(|e| local(e, "write", &partial))?;
+                written += data.len() as u64;
+                add(data.len() as u64);
+            }
+            Ok(Err(f)) => trailers = f.into_trailers().ok(),
+            Err(e) => {
+                // Keep what arrived: the next attempt resumes from it.
+                let _ = writer.flush().await;
+                return Err(CopyError::Retry(format!("connection to the agent failed mid-file: {e}")));
+            }
+        }
+    }
+    writer.flush().await.map_err(|e| local(e, "write", &partial))?;
+    drop(writer);
+    let trailers = trailers.unwrap_or_default();
+    if let Some(err) = trailers.get(header::READ_ERROR).and_then(|v| v.to_str().ok()) {
+        drop(out);
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(CopyError::Retry(err.to_owned()));
+    }
+    let Some(expected) = trailers.get(header::BLAKE3).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+        return Err(CopyError::Retry("the agent sent no checksum".into()));
+    };
+    let got = hasher.finalize().to_hex().to_string();
+    if got != expected || written != size {
+        drop(out);
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(CopyError::Retry(format!("checksum mismatch (got {} of {size} bytes)", written)));
+    }
+    out.sync_all().await.map_err(|e| local(e, "sync", &partial))?;
+    drop(out);
+    if let Some(m) = modified {
+        let (p, t) = (partial.clone(), file_time(m));
+        tokio::task::spawn_blocking(move || filetime::set_file_mtime(&p, t))
+            .await
+            .map_err(|e| CopyError::Retry(e.to_string()))?
+            .map_err(|e| local(e, "set the modification time of", &partial))?;
+    }
+    tokio::fs::rename(&partial, &dest).await.map_err(|e| local(e, "rename into", &dest))?;
+    if let Ok(dir) = tokio::fs::File::open(&parent).await {
+        let _ = dir.sync_all().await;
+    }
+    Ok(Copied::Done { size, blake3: got })
+}

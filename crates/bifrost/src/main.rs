@@ -1,0 +1,117 @@
+//! `bifrost`: the relay, API and transfer engine, as a command.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bifrost", version, about = "Relay, console and transfer engine for Mover agents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve agents, the API and the console on one HTTPS port.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Data folder: database, certificate, admin token
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// PEM certificate chain to serve instead of the self-signed one
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra host names for the self-signed certificate (repeatable)
+    #[arg(long = "public-name", value_name = "NAME")]
+    public_names: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BIFROST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Runtime::new().context("cannot start the async runtime").and_then(|rt| {
+        rt.block_on(async {
+            match cli.command {
+                Command::Serve(args) => serve(args).await,
+            }
+        })
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    directories::ProjectDirs::from("com", "Mover", "Bifrost")
+        .map(|d| d.data_dir().to_path_buf())
+        .context("cannot find a data folder; pass --data DIR")
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let data = match args.data {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create the data folder {}", data.display()))?;
+    let identity = match bifrost::tls::given(args.tls_cert, args.tls_key)? {
+        Some((cert, key)) => bifrost::tls::Identity::load(&cert, &key)?,
+        None => {
+            let mut names = vec!["localhost".to_owned(), args.listen.ip().to_string()];
+            names.extend(args.public_names);
+            names.dedup();
+            bifrost::tls::Identity::self_signed(&data, &names)?
+        }
+    };
+    let fingerprint = identity.fingerprint();
+    let tls = identity.server_config()?;
+    let (token, new_token) = bifrost::admin_token(&data)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let app = bifrost::open(&data, token.clone()).await?;
+    println!("Bifrost listening on https://{addr}");
+    println!("TLS certificate SHA-256 fingerprint: {fingerprint}");
+    if new_token {
+        println!("Admin token: {token}");
+    }
+    tracing::info!(%addr, data = %data.display(), "Bifrost started");
+    bifrost::serve(app, listener, tls, shutdown()).await;
+    tracing::info!("Bifrost stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
