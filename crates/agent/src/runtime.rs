@@ -264,10 +264,13 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
                 continue;
             }
         };
-        if !matches!(inner.status.borrow().detail, Detail::CannotReach { .. } | Detail::Proxy { .. } | Detail::CertificateRejected { .. } | Detail::Revoked | Detail::Failed { .. }) {
+        if !matches!(
+            inner.status.borrow().detail,
+            Detail::CannotReach { .. } | Detail::Proxy { .. } | Detail::CertificateRejected { .. } | Detail::Revoked | Detail::Replaced | Detail::Failed { .. }
+        ) {
             set(false, Detail::Connecting);
         }
-        let previous = ConnectorKey::load_or_create(&inner.home.previous_key_file()).ok().filter(|_| inner.home.previous_key_file().exists());
+        let previous = std::fs::read_to_string(inner.home.previous_key_file()).ok().and_then(|k| ConnectorKey::parse(k.trim()));
         let hello = Hello { key: &inner.key, previous_key: previous.as_ref(), version: &version, host: &host, os: &os };
         let dialed = tokio::select! {
             r = tunnel::dial(&config, &relay, &hello) => r,
@@ -281,15 +284,15 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
             }
         };
         match dialed {
-            Ok(upgraded) => {
+            Ok((upgraded, first_session)) => {
                 if previous.is_some() {
                     // Bifrost has seen the old key with this one, and retired it.
                     let _ = std::fs::remove_file(inner.home.previous_key_file());
                 }
                 tracing::info!(relay = %relay, "tunnel up");
-                set(true, Detail::Waiting);
-                let session = watch::Sender::new(SessionState::Waiting);
+                let session = watch::Sender::new(first_session);
                 let mut session_rx = session.subscribe();
+                session_rx.mark_changed();
                 let tunnel = Tunnel { shared: shared.clone(), session };
                 let started = Instant::now();
                 let serving = tunnel::serve(upgraded, tunnel);
@@ -303,8 +306,9 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
                                 SessionState::Waiting => Detail::Waiting,
                                 SessionState::Authorized { name } => Detail::Authorized { name: name.clone() },
                                 SessionState::Revoked => Detail::Revoked,
+                                SessionState::Replaced => Detail::Replaced,
                             };
-                            let online = detail != Detail::Revoked;
+                            let online = !matches!(detail, Detail::Revoked | Detail::Replaced);
                             set(online, detail);
                         }
                         cmd = commands.recv() => {
@@ -327,9 +331,13 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
                     }
                     Outcome::Continue => {}
                 }
-                let revoked = *session_rx.borrow() == SessionState::Revoked;
-                let detail = if revoked {
+                let last = session_rx.borrow().clone();
+                let detail = if last == SessionState::Revoked {
                     Detail::Revoked
+                } else if last == SessionState::Replaced {
+                    // Two agents with one key would otherwise take turns replacing each other.
+                    backoff.next = BACKOFF_CAP;
+                    Detail::Replaced
                 } else {
                     Detail::Failed { reason: format!("connection to Bifrost lost{}", end.map(|e| format!(": {e}")).unwrap_or_default()) }
                 };

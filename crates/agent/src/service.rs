@@ -190,7 +190,7 @@ fn read(shared: &Shared, real: &std::path::Path, shown: &str, range: Option<Head
         }
     };
     let _ = shared.activity.send(Activity::Upload { path: shown.to_owned() });
-    tracing::debug!(path = %shown, start, end, "read");
+    tracing::info!(path = %shown, start, end, "read");
     let modified = open.modified.and_then(fsops::rfc3339);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {

@@ -40,6 +40,8 @@ pub enum Detail {
     },
     /// Bifrost revoked the key.
     Revoked,
+    /// Another agent with the same key connected, and Bifrost kept the newer tunnel.
+    Replaced,
     /// Bifrost refused the tunnel for another reason, or the link broke.
     Failed {
         /// What happened.
@@ -59,6 +61,7 @@ impl std::fmt::Display for Detail {
             Detail::Proxy { proxy, reason } => write!(f, "proxy {proxy}: {reason}"),
             Detail::CertificateRejected { reason } => write!(f, "certificate rejected: {reason}"),
             Detail::Revoked => f.write_str("revoked by Bifrost"),
+            Detail::Replaced => f.write_str("another agent with this key connected to Bifrost; this one steps back"),
             Detail::Failed { reason } => f.write_str(reason),
         }
     }

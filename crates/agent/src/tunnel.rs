@@ -8,7 +8,7 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use mover_proto::{header, ErrorBody, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION, TUNNEL_PATH, TUNNEL_UPGRADE};
+use mover_proto::{header, ErrorBody, SessionState, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION, TUNNEL_PATH, TUNNEL_UPGRADE};
 use tokio::net::TcpStream;
 
 use crate::config::{Config, RelayAddr};
@@ -85,8 +85,9 @@ pub struct Hello<'a> {
     pub os: &'a str,
 }
 
-/// Opens TCP (maybe through the proxy), TLS 1.3 and the upgrade; returns the raw tunnel.
-pub async fn dial(config: &Config, relay: &RelayAddr, hello: &Hello<'_>) -> Result<Upgraded, ConnectError> {
+/// Opens TCP (maybe through the proxy), TLS 1.3 and the upgrade; returns the raw tunnel
+/// and what Bifrost said about this key.
+pub async fn dial(config: &Config, relay: &RelayAddr, hello: &Hello<'_>) -> Result<(Upgraded, SessionState), ConnectError> {
     let timeout = Duration::from_secs(HANDSHAKE_TIMEOUT_SECS);
     match tokio::time::timeout(timeout, dial_inner(config, relay, hello)).await {
         Ok(r) => r,
@@ -94,7 +95,7 @@ pub async fn dial(config: &Config, relay: &RelayAddr, hello: &Hello<'_>) -> Resu
     }
 }
 
-async fn dial_inner(config: &Config, relay: &RelayAddr, hello: &Hello<'_>) -> Result<Upgraded, ConnectError> {
+async fn dial_inner(config: &Config, relay: &RelayAddr, hello: &Hello<'_>) -> Result<(Upgraded, SessionState), ConnectError> {
     let addr = relay.to_string();
     let tls = crate::tls::client_config(config).map_err(|e| ConnectError::Config(e.to_string()))?;
     let proxy = Proxy::from_env(&relay.host).map_err(ConnectError::Config)?;
@@ -131,7 +132,7 @@ fn cert_reason(c: &rustls::CertificateError) -> String {
     }
 }
 
-async fn upgrade<S>(stream: S, relay: &RelayAddr, hello: &Hello<'_>) -> Result<Upgraded, ConnectError>
+async fn upgrade<S>(stream: S, relay: &RelayAddr, hello: &Hello<'_>) -> Result<(Upgraded, SessionState), ConnectError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -163,7 +164,13 @@ where
     let res = sender.send_request(req).await.map_err(|e| rejected(&e))?;
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return hyper::upgrade::on(res).await.map_err(|e| rejected(&e));
+        let session = res
+            .headers()
+            .get(header::SESSION)
+            .and_then(|v| serde_json::from_slice::<SessionState>(v.as_bytes()).ok())
+            .unwrap_or(SessionState::Waiting);
+        let upgraded = hyper::upgrade::on(res).await.map_err(|e| rejected(&e))?;
+        return Ok((upgraded, session));
     }
     let body = Limited::new(res.into_body(), 16 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let message = serde_json::from_slice::<ErrorBody>(&body)

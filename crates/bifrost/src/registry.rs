@@ -55,12 +55,12 @@ impl Registry {
         self.lock().values().filter(|l| l.connector.is_none() && l.peer == peer).count()
     }
 
-    /// Adds a tunnel; an older one with the same key is closed (the newest wins).
-    pub fn insert(&self, key_hash: String, live: Live) {
-        if let Some(old) = self.lock().insert(key_hash, live) {
-            old.close.send_replace(true);
-        }
+    /// Adds a tunnel, returning an older one with the same key for the caller to close
+    /// (the newest wins).
+    pub fn insert(&self, key_hash: String, live: Live) -> Option<Live> {
+        let old = self.lock().insert(key_hash, live);
         self.bump();
+        old
     }
 
     /// Removes the tunnel if it is still `conn_id`; returns its connector.

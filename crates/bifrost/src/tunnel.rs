@@ -67,6 +67,10 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
         app.registry.close(&old);
     }
     let connector = known.map(|c| (c.id, c.name));
+    let session = match &connector {
+        Some((_, name)) => SessionState::Authorized { name: name.clone() },
+        None => SessionState::Waiting,
+    };
     if connector.is_none() && app.registry.by_key(&hash).is_none() && app.registry.waiting_from(peer) >= MAX_WAITING_PER_ADDR {
         let msg = format!("too many agents from {peer} are waiting for authorization");
         return ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
@@ -81,6 +85,9 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
     res.headers_mut().insert(http::header::UPGRADE, HeaderValue::from_static(TUNNEL_UPGRADE));
+    if let Ok(v) = HeaderValue::from_str(&serde_json::to_string(&session).unwrap_or_default()) {
+        res.headers_mut().insert(header::SESSION, v);
+    }
     res
 }
 
@@ -130,15 +137,14 @@ async fn run(
         close,
         since: crate::store::now(),
     };
-    app.registry.insert(hash.clone(), live);
-    tracing::info!(key = %&hash[..8], host = %info.host, authorized = connector.is_some(), "agent tunnel up");
-    let session = match &connector {
-        Some((_, name)) => SessionState::Authorized { name: name.clone() },
-        None => SessionState::Waiting,
-    };
-    if let Err(e) = client.post_json(route::SESSION, &session).await {
-        tracing::warn!(error = %e, "cannot send the session state");
+    if let Some(old) = app.registry.insert(hash.clone(), live) {
+        tracing::info!(key = %&hash[..8], "a newer tunnel replaces the older one with the same key");
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), old.client.post_json(route::SESSION, &SessionState::Replaced)).await;
+            old.close.send_replace(true);
+        });
     }
+    tracing::info!(key = %&hash[..8], host = %info.host, authorized = connector.is_some(), "agent tunnel up");
     let events = tokio::spawn(follow_events(app.clone(), client, hash.clone(), conn_id));
     let _ = conn_task.await;
     events.abort();

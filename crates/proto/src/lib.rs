@@ -25,6 +25,8 @@ pub mod header {
     pub const HOST: &str = "x-mover-host";
     /// The agent's OS and OS version.
     pub const OS: &str = "x-mover-os";
+    /// On the `101` answer: Bifrost's [`super::SessionState`] for this key, as JSON.
+    pub const SESSION: &str = "x-mover-session";
     /// On a whole-file read: trailer with the BLAKE3 (hex) of the whole file.
     pub const BLAKE3: &str = "x-mover-blake3";
     /// On a read: the file's total size.
@@ -86,6 +88,8 @@ pub enum SessionState {
     },
     /// The admin revoked this key; Bifrost closes the tunnel next.
     Revoked,
+    /// Another agent presented the same key; the newest tunnel wins and this one closes.
+    Replaced,
 }
 
 /// Kind of a directory entry, as the API names it.

@@ -1,0 +1,465 @@
+//! Test harness: real `bifrost` and `agent` processes on loopback, certificates made here.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Where cargo put the binaries under test (next to this test executable's `deps/`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` before the tests", path.display());
+    path
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A test certificate authority and a Bifrost certificate it issued for 127.0.0.1.
+pub struct TestCa {
+    /// CA certificate, PEM.
+    pub ca_pem: String,
+    /// Files: CA, server cert, server key.
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Mover test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let ca_file = dir.join("ca.pem");
+        let cert_file = dir.join("bifrost-cert.pem");
+        let key_file = dir.join("bifrost-key.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        Self { ca_pem: ca_cert.pem(), ca_file, cert_file, key_file }
+    }
+}
+
+/// Collects a child's output lines in the background.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    pub fn follow(&self, stream: impl Read + Send + 'static) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        wait_for(Duration::from_secs(20), what, || self.all().into_iter().find(|l| pred(l)))
+    }
+}
+
+/// A running Bifrost.
+pub struct Bifrost {
+    child: Child,
+    pub url: String,
+    pub addr: String,
+    pub fingerprint: String,
+    pub token: String,
+    pub data: PathBuf,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    http: ureq::Agent,
+}
+
+impl Bifrost {
+    /// Starts Bifrost on a free port with a certificate from `ca`.
+    pub fn start(dir: &Path, ca: &TestCa) -> Self {
+        let data = dir.join("bifrost-data");
+        Self::spawn(&data, "127.0.0.1:0", Some(ca))
+    }
+
+    /// Starts Bifrost with `data` and `listen`, with `ca`'s certificate or a self-signed one.
+    pub fn spawn(data: &Path, listen: &str, ca: Option<&TestCa>) -> Self {
+        let mut cmd = Command::new(bin("bifrost"));
+        cmd.args(["serve", "--listen", listen, "--data"]).arg(data);
+        if let Some(ca) = ca {
+            cmd.arg("--tls-cert").arg(&ca.cert_file).arg("--tls-key").arg(&ca.key_file);
+        }
+        cmd.env("BIFROST_LOG", "info,bifrost=debug").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn bifrost");
+        let (stdout, stderr) = (Lines::default(), Lines::default());
+        stdout.follow(child.stdout.take().unwrap());
+        stderr.follow(child.stderr.take().unwrap());
+        let url = stdout
+            .wait_line("Bifrost's listening line", |l| l.starts_with("Bifrost listening on "))
+            .trim_start_matches("Bifrost listening on ")
+            .to_owned();
+        let fingerprint = stdout
+            .wait_line("the fingerprint line", |l| l.starts_with("TLS certificate SHA-256 fingerprint: "))
+            .trim_start_matches("TLS certificate SHA-256 fingerprint: ")
+            .to_owned();
+        let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+        let addr = url.trim_start_matches("https://").to_owned();
+        let http = http_client(ca.map(|c| c.ca_pem.as_str()));
+        Self { child, url, addr, fingerprint, token, data: data.to_owned(), stdout, stderr, http }
+    }
+
+    /// Kills Bifrost with SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Starts a new Bifrost on the same data and port.
+    pub fn restart(&mut self, ca: &TestCa) {
+        self.kill();
+        let data = self.data.clone();
+        let addr = self.addr.clone();
+        // The port may take a moment to be free again.
+        *self = wait_for(Duration::from_secs(10), "Bifrost to restart", || {
+            std::panic::catch_unwind(|| Self::spawn(&data, &addr, Some(ca))).ok()
+        });
+    }
+
+    /// Sends an API request with the admin token; returns status and JSON body.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.request(method, path, body, Some(&self.token))
+    }
+
+    /// Sends an API request with an optional bearer token.
+    pub fn request(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+        let url = format!("{}{}", self.url, path);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let result = match (method, body) {
+            ("GET", _) => with_auth(self.http.get(&url), &auth).call(),
+            ("DELETE", _) => with_auth(self.http.delete(&url), &auth).call(),
+            ("POST", Some(b)) => with_auth(self.http.post(&url), &auth).send_json(b),
+            ("POST", None) => with_auth(self.http.post(&url), &auth).send_empty(),
+            ("PATCH", Some(b)) => with_auth(self.http.patch(&url), &auth).send_json(b),
+            other => panic!("unsupported request {other:?}"),
+        };
+        let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Sends a raw body with a content type.
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let url = format!("{}{}", self.url, path);
+        let mut res = self
+            .http
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap();
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GET with arbitrary headers and no token.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.get(&format!("{}{}", self.url, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut res = req.call().unwrap();
+        let status = res.status().as_u16();
+        let text = res.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The connector list.
+    pub fn connectors(&self) -> Vec<Value> {
+        let (status, body) = self.api("GET", "/api/v1/connectors", None);
+        assert_eq!(status, 200, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    /// Authorizes `key`; returns the connector.
+    pub fn authorize(&self, key: &str, name: &str) -> Value {
+        let (status, body) = self.api("POST", "/api/v1/connectors", Some(json!({"key": key, "name": name})));
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Waits until the connector list has an entry matching `pred`.
+    pub fn wait_connector(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_for(Duration::from_secs(20), what, || self.connectors().into_iter().find(|c| pred(c)))
+    }
+
+    /// Creates a job and returns its id.
+    pub fn create_job(&self, connector: &str, sources: &[&str], dest: &Path, concurrency: Option<u32>) -> String {
+        let mut body = json!({"connector": connector, "sources": sources, "destination": {"kind": "folder", "path": dest}});
+        if let Some(c) = concurrency {
+            body["concurrency"] = json!(c);
+        }
+        let (status, job) = self.api("POST", "/api/v1/jobs", Some(body));
+        assert_eq!(status, 201, "{job}");
+        job["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The job's JSON.
+    pub fn job(&self, id: &str) -> Value {
+        let (status, job) = self.api("GET", &format!("/api/v1/jobs/{id}"), None);
+        assert_eq!(status, 200, "{job}");
+        job
+    }
+
+    /// Waits until the job has finished, and returns it.
+    pub fn wait_job(&self, id: &str, timeout: Duration) -> Value {
+        wait_for(timeout, "the job to finish", || {
+            let job = self.job(id);
+            let state = job["state"].as_str().unwrap().to_owned();
+            ["completed", "completed_with_errors", "failed", "cancelled"].contains(&state.as_str()).then_some(job)
+        })
+    }
+
+    /// The job's per-file report.
+    pub fn files(&self, id: &str) -> Vec<Value> {
+        let (status, body) = self.api("GET", &format!("/api/v1/jobs/{id}/files"), None);
+        assert_eq!(status, 200, "{body}");
+        body["files"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Bifrost {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => req.header("Authorization", a),
+        None => req,
+    }
+}
+
+fn http_client(ca_pem: Option<&str>) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let tls = match ca_pem {
+        Some(pem) => {
+            let cert = Certificate::from_pem(pem.as_bytes()).unwrap().to_owned();
+            TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(vec![cert]))).build()
+        }
+        // A self-signed Bifrost: the tests that use it check the fingerprint separately.
+        None => TlsConfig::builder().disable_verification(true).build(),
+    };
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A running `agent start`, in its own home.
+pub struct Agent {
+    child: Option<Child>,
+    pub home: PathBuf,
+    pub stdout: Lines,
+    keys_seen: Vec<String>,
+}
+
+impl Agent {
+    /// Runs `agent start ARGS` in `home` and waits for its key.
+    pub fn start(home: &Path, args: &[&str]) -> Self {
+        Self::start_env(home, args, &[])
+    }
+
+    /// Same, with extra environment variables.
+    pub fn start_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin("agent"));
+        cmd.arg("start").args(args).env("MOVER_AGENT_HOME", home).env("MOVER_LOG", "debug");
+        for var in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).spawn().expect("spawn agent");
+        let stdout = Lines::default();
+        stdout.follow(child.stdout.take().unwrap());
+        stdout.follow(child.stderr.take().unwrap());
+        stdout.wait_line("the agent's Ctrl-C line", |l| l == "Ctrl-C To Stop");
+        let mut agent = Self { child: Some(child), home: home.to_owned(), stdout, keys_seen: vec![] };
+        let key = agent.key();
+        agent.keys_seen.push(key);
+        agent
+    }
+
+    /// Starts against `bifrost`, trusting the test CA and sharing `share`.
+    pub fn start_for(home: &Path, bifrost: &Bifrost, ca: &TestCa, share: &Path) -> Self {
+        let (url, ca_file, share) = (bifrost.url.clone(), ca.ca_file.to_str().unwrap().to_owned(), share.to_str().unwrap().to_owned());
+        Self::start(home, &["--relay", &url, "--relay-ca", &ca_file, "--share", &share])
+    }
+
+    /// The key in the agent's home.
+    pub fn key(&self) -> String {
+        std::fs::read_to_string(self.home.join("connector.key")).unwrap().trim().to_owned()
+    }
+
+    /// Runs `agent ARGS` against this home.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.home, args)
+    }
+
+    /// The output of `agent status`.
+    pub fn status(&self) -> String {
+        String::from_utf8_lossy(&self.cli(&["status"]).stdout).into_owned()
+    }
+
+    /// Waits until `agent status` contains `text`.
+    pub fn wait_status(&self, text: &str, timeout: Duration) -> String {
+        wait_for(timeout, &format!("agent status to say {text:?}"), || {
+            let s = self.status();
+            s.contains(text).then_some(s)
+        })
+    }
+
+    /// Stops the process and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("agent running");
+        wait_for(Duration::from_secs(15), "the agent to exit", || c.try_wait().unwrap())
+    }
+
+    /// Notes a key this agent held, so the log check covers it.
+    pub fn remember_key(&mut self) {
+        let key = self.key();
+        self.keys_seen.push(key);
+    }
+
+    /// Every log file's text.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        if let Ok(dir) = std::fs::read_dir(self.home.join("logs")) {
+            for e in dir.flatten() {
+                text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        // Every test doubles as a check that no log file holds a full key.
+        if !std::thread::panicking() {
+            let logs = self.logs();
+            for key in &self.keys_seen {
+                assert!(!logs.contains(key.as_str()), "a log file in {} holds the full key", self.home.display());
+            }
+        }
+    }
+}
+
+/// Runs `agent ARGS` with `MOVER_AGENT_HOME=home`.
+pub fn cli(home: &Path, args: &[&str]) -> Output {
+    Command::new(bin("agent")).args(args).env("MOVER_AGENT_HOME", home).stdin(Stdio::null()).output().expect("run agent")
+}
+
+/// Stdout lines of an output.
+pub fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), cheap enough for hundreds of MiB.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Everything a typical test needs: a temp folder, a CA, Bifrost and an authorized agent.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub ca: TestCa,
+    pub bifrost: Bifrost,
+    pub agent: Agent,
+    pub share: PathBuf,
+    pub connector: String,
+}
+
+impl World {
+    /// Brings up Bifrost and an agent sharing `share/`, authorized as "fs1".
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path());
+        let bifrost = Bifrost::start(dir.path(), &ca);
+        let share = dir.path().join("share");
+        std::fs::create_dir_all(&share).unwrap();
+        let agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
+        let key = agent.key();
+        bifrost.wait_connector("the agent to wait for authorization", |c| c["state"] == "waiting");
+        let connector = bifrost.authorize(&key, "fs1")["id"].as_str().unwrap().to_owned();
+        agent.wait_status("authorized as fs1", Duration::from_secs(5));
+        Self { dir, ca, bifrost, agent, share, connector }
+    }
+
+    /// A path in the share, as a string.
+    pub fn src(&self, rel: &str) -> String {
+        self.share.join(rel).to_str().unwrap().to_owned()
+    }
+
+    /// Browses `path` through the API.
+    pub fn browse(&self, path: &str) -> (u16, Value) {
+        let q = form_encode(path);
+        self.bifrost.api("GET", &format!("/api/v1/connectors/{}/browse?path={q}", self.connector), None)
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
