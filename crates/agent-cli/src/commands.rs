@@ -37,7 +37,8 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         println!("Mover Agent is already running in {}", home.dir().display());
         return Ok(ExitCode::FAILURE);
     }
-    home.create().with_context(|| format!("cannot create {}", home.dir().display()))?;
+    home.create()
+        .with_context(|| format!("cannot create {}", home.dir().display()))?;
     let config_path = home.config_file();
     let mut config = Config::load(&config_path)?;
     if let Some(relay) = args.relay {
@@ -53,7 +54,11 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         config.relay_ca = None;
     }
     if !args.shares.is_empty() {
-        config.shares = args.shares.iter().map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone())).collect();
+        config.shares = args
+            .shares
+            .iter()
+            .map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone()))
+            .collect();
     }
     config.validate()?;
     config.save(&config_path)?;
@@ -118,12 +123,19 @@ async fn open(request: Request, verb: Option<&str>) -> anyhow::Result<Option<Cli
     if let Some(verb) = verb {
         println!("Sending {verb} command");
     }
-    client.send(request).await.context("cannot talk to the agent")?;
+    client
+        .send(request)
+        .await
+        .context("cannot talk to the agent")?;
     Ok(Some(client))
 }
 
 async fn reply(client: &mut Client) -> anyhow::Result<Reply> {
-    match client.next().await.context("cannot read the agent's answer")? {
+    match client
+        .next()
+        .await
+        .context("cannot read the agent's answer")?
+    {
         Some(Reply::Error { message }) => anyhow::bail!("the agent refused: {message}"),
         Some(r) => Ok(r),
         None => anyhow::bail!("the agent closed the control channel"),
@@ -136,7 +148,9 @@ fn print_status(status: &Status) {
 }
 
 pub async fn status() -> anyhow::Result<ExitCode> {
-    let Some(mut client) = open(Request::Status, None).await? else { return Ok(ExitCode::FAILURE) };
+    let Some(mut client) = open(Request::Status, None).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
     match reply(&mut client).await? {
         Reply::Status { key, status } => {
             println!("Mover Agent Key:");
@@ -149,7 +163,9 @@ pub async fn status() -> anyhow::Result<ExitCode> {
 }
 
 pub async fn stop() -> anyhow::Result<ExitCode> {
-    let Some(mut client) = open(Request::Stop, Some("stop")).await? else { return Ok(ExitCode::FAILURE) };
+    let Some(mut client) = open(Request::Stop, Some("stop")).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
     reply(&mut client).await?;
     println!("Mover Agent Stopping");
     // The agent closes the channel once it has stopped.
@@ -159,14 +175,23 @@ pub async fn stop() -> anyhow::Result<ExitCode> {
 }
 
 pub async fn connect(up: bool) -> anyhow::Result<ExitCode> {
-    let (request, verb) = if up { (Request::Connect, "connect") } else { (Request::Disconnect, "disconnect") };
-    let Some(mut client) = open(request, Some(verb)).await? else { return Ok(ExitCode::FAILURE) };
+    let (request, verb) = if up {
+        (Request::Connect, "connect")
+    } else {
+        (Request::Disconnect, "disconnect")
+    };
+    let Some(mut client) = open(request, Some(verb)).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
     match reply(&mut client).await? {
         Reply::Done { settled: true, .. } => {
             println!("Mover Agent {verb}ed.");
             Ok(ExitCode::SUCCESS)
         }
-        Reply::Done { settled: false, status } => {
+        Reply::Done {
+            settled: false,
+            status,
+        } => {
             println!("Mover Agent is still trying to {verb}: {}", status.detail);
             Ok(ExitCode::FAILURE)
         }
@@ -175,7 +200,9 @@ pub async fn connect(up: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn monitor() -> anyhow::Result<ExitCode> {
-    let Some(mut client) = open(Request::Monitor, None).await? else { return Ok(ExitCode::FAILURE) };
+    let Some(mut client) = open(Request::Monitor, None).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
     let Reply::Status { key, status } = reply(&mut client).await? else {
         anyhow::bail!("unexpected answer from the agent");
     };

@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand};
 /// Commands and their options; top-level help and version are printed by hand because
 /// their text is the original agent's, not clap's.
 #[derive(Parser)]
-#[command(name = "agent", disable_help_flag = false, disable_version_flag = true, disable_help_subcommand = true)]
+#[command(
+    name = "agent",
+    disable_help_flag = false,
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,8 +39,14 @@ enum Command {
 
 const COMMANDS: &[(&str, &str)] = &[
     ("connect", "Connect the agent to Mover after a disconnect"),
-    ("disconnect", "Disconnect the agent from Mover; it stays running"),
-    ("monitor", "Show the agent's key, connection and live Browse/Upload activity"),
+    (
+        "disconnect",
+        "Disconnect the agent from Mover; it stays running",
+    ),
+    (
+        "monitor",
+        "Show the agent's key, connection and live Browse/Upload activity",
+    ),
     ("start", "Start the agent and show its connector key"),
     ("status", "Show the agent's key and whether it is online"),
     ("stop", "Stop the running agent"),
@@ -67,7 +78,11 @@ fn main() -> ExitCode {
         }
         Some("-v" | "--version") => {
             println!("Mover Agent");
-            println!("{} ({})", mover_agent::VERSION, mover_agent::os_description());
+            println!(
+                "{} ({})",
+                mover_agent::VERSION,
+                mover_agent::os_description()
+            );
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -76,7 +91,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let runtime = match tokio::runtime::Runtime::new() {

@@ -71,7 +71,12 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(ConfigError::Io { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
         };
         let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
@@ -83,7 +88,10 @@ impl Config {
 
     /// Writes the config atomically.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        let io = |source| ConfigError::Io { path: path.display().to_string(), source };
+        let io = |source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let text = toml::to_string_pretty(self)
             .map_err(|e| ConfigError::Invalid(format!("cannot write the config: {e}")))?;
         let tmp = path.with_extension("toml.tmp");
@@ -123,18 +131,28 @@ pub fn parse_relay(url: &str) -> Result<RelayAddr, ConfigError> {
     if uri.scheme_str() != Some("https") {
         return Err(bad("must start with https://"));
     }
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+    if uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
         return Err(bad("must not have a path"));
     }
     let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
     if authority.as_str().contains('@') {
         return Err(bad("must not carry a user name"));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     if host.is_empty() {
         return Err(bad("has no host"));
     }
-    Ok(RelayAddr { host, port: authority.port_u16().unwrap_or(443) })
+    Ok(RelayAddr {
+        host,
+        port: authority.port_u16().unwrap_or(443),
+    })
 }
 
 /// Parses a SHA-256 fingerprint: 64 hex digits, any case, colons allowed.
@@ -194,6 +212,9 @@ mod tests {
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
         std::fs::write(&path, "relya = 'x'").unwrap();
-        assert!(matches!(Config::load(&path), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 }

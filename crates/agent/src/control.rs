@@ -61,17 +61,36 @@ pub enum Reply {
 }
 
 /// Serves one client connection.
-pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(agent: Agent, stream: S) -> std::io::Result<()> {
+pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
+    agent: Agent,
+    stream: S,
+) -> std::io::Result<()> {
     let (read, mut write) = tokio::io::split(stream);
     let mut lines = BufReader::new(read).lines();
-    let Some(line) = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.ok().transpose()?.flatten() else {
+    let Some(line) = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .ok()
+        .transpose()?
+        .flatten()
+    else {
         return Ok(());
     };
     let request = match serde_json::from_str::<Request>(&line) {
         Ok(r) => r,
-        Err(e) => return send(&mut write, &Reply::Error { message: format!("malformed request: {e}") }).await,
+        Err(e) => {
+            return send(
+                &mut write,
+                &Reply::Error {
+                    message: format!("malformed request: {e}"),
+                },
+            )
+            .await
+        }
     };
-    let status_reply = || Reply::Status { key: agent.key().expose().to_owned(), status: agent.status() };
+    let status_reply = || Reply::Status {
+        key: agent.key().expose().to_owned(),
+        status: agent.status(),
+    };
     match request {
         Request::Status => send(&mut write, &status_reply()).await,
         Request::Stop => {
@@ -88,10 +107,18 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(agent: Agent, strea
             } else {
                 agent.disconnect().await;
             }
-            let settled = tokio::time::timeout(SETTLE_TIMEOUT, status.wait_for(|s| s.online == want_online))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            send(&mut write, &Reply::Done { settled, status: agent.status() }).await
+            let settled =
+                tokio::time::timeout(SETTLE_TIMEOUT, status.wait_for(|s| s.online == want_online))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+            send(
+                &mut write,
+                &Reply::Done {
+                    settled,
+                    status: agent.status(),
+                },
+            )
+            .await
         }
         Request::Monitor => {
             let mut feed = agent.subscribe();
@@ -140,7 +167,10 @@ impl Client {
     /// Connects to the agent at `endpoint`.
     pub async fn connect(endpoint: &str) -> Result<Self, ControlError> {
         let (read, write) = os::connect(endpoint).await?;
-        Ok(Self { lines: BufReader::new(read).lines(), write })
+        Ok(Self {
+            lines: BufReader::new(read).lines(),
+            write,
+        })
     }
 
     /// Sends a request.
@@ -154,7 +184,9 @@ impl Client {
     /// The next reply, or `None` when the agent closed the channel.
     pub async fn next(&mut self) -> std::io::Result<Option<Reply>> {
         match self.lines.next_line().await? {
-            Some(line) => serde_json::from_str(&line).map(Some).map_err(std::io::Error::other),
+            Some(line) => serde_json::from_str(&line)
+                .map(Some)
+                .map_err(std::io::Error::other),
             None => Ok(None),
         }
     }
@@ -171,13 +203,26 @@ mod os {
     use std::os::unix::fs::PermissionsExt;
     use tokio::net::UnixStream;
 
-    pub async fn connect(endpoint: &str) -> Result<(Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>), ControlError> {
+    pub async fn connect(
+        endpoint: &str,
+    ) -> Result<
+        (
+            Box<dyn AsyncRead + Send + Unpin>,
+            Box<dyn AsyncWrite + Send + Unpin>,
+        ),
+        ControlError,
+    > {
         match UnixStream::connect(endpoint).await {
             Ok(s) => {
                 let (r, w) = s.into_split();
                 Ok((Box::new(r), Box::new(w)))
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
                 Err(ControlError::NotRunning)
             }
             Err(e) => Err(ControlError::Io(endpoint.to_owned(), e)),
@@ -188,7 +233,11 @@ mod os {
         let endpoint = agent.home().control_endpoint();
         let io = |e| ControlError::Io(endpoint.clone(), e);
         match UnixStream::connect(&endpoint).await {
-            Ok(_) => return Err(ControlError::AlreadyRunning(agent.home().dir().display().to_string())),
+            Ok(_) => {
+                return Err(ControlError::AlreadyRunning(
+                    agent.home().dir().display().to_string(),
+                ))
+            }
             // A socket left by an agent that died: nobody answers, so it can go.
             Err(_) => {
                 let _ = std::fs::remove_file(&endpoint);
@@ -226,7 +275,15 @@ mod os {
 
     // The pipe rejects remote clients; its default security gives write access only to
     // the creating user, SYSTEM and Administrators.
-    pub async fn connect(endpoint: &str) -> Result<(Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>), ControlError> {
+    pub async fn connect(
+        endpoint: &str,
+    ) -> Result<
+        (
+            Box<dyn AsyncRead + Send + Unpin>,
+            Box<dyn AsyncWrite + Send + Unpin>,
+        ),
+        ControlError,
+    > {
         match ClientOptions::new().open(endpoint) {
             Ok(pipe) => {
                 let (r, w) = tokio::io::split(pipe);
@@ -239,9 +296,16 @@ mod os {
 
     pub async fn serve(agent: Agent) -> Result<tokio::task::JoinHandle<()>, ControlError> {
         let endpoint = agent.home().control_endpoint();
-        let create = |first: bool| ServerOptions::new().first_pipe_instance(first).reject_remote_clients(true).create(&endpoint);
+        let create = |first: bool| {
+            ServerOptions::new()
+                .first_pipe_instance(first)
+                .reject_remote_clients(true)
+                .create(&endpoint)
+        };
         let mut server = create(true).map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => ControlError::AlreadyRunning(agent.home().dir().display().to_string()),
+            std::io::ErrorKind::PermissionDenied => {
+                ControlError::AlreadyRunning(agent.home().dir().display().to_string())
+            }
             _ => ControlError::Io(endpoint.clone(), e),
         })?;
         let endpoint = endpoint.clone();

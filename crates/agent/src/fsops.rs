@@ -19,7 +19,9 @@ const MAX_OPEN_LISTINGS: usize = 64;
 
 /// Formats a time as RFC 3339 in UTC with nanoseconds.
 pub fn rfc3339(t: SystemTime) -> Option<String> {
-    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).ok()
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// An entry for `name` from metadata that was read without following symlinks.
@@ -34,14 +36,26 @@ pub fn entry(name: String, meta: &Metadata) -> Entry {
     } else {
         EntryKind::File
     };
-    let size = if kind == EntryKind::File { meta.len() } else { 0 };
-    Entry { name, kind, size, modified: meta.modified().ok().and_then(rfc3339) }
+    let size = if kind == EntryKind::File {
+        meta.len()
+    } else {
+        0
+    };
+    Entry {
+        name,
+        kind,
+        size,
+        modified: meta.modified().ok().and_then(rfc3339),
+    }
 }
 
 /// The entry of one path (not following a final symlink).
 pub fn stat(real: &Path, shown: &str) -> Result<Entry, PathError> {
     let meta = std::fs::symlink_metadata(real).map_err(|e| PathError::from_io(shown, &e))?;
-    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| shown.to_owned());
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| shown.to_owned());
     Ok(entry(name, &meta))
 }
 
@@ -61,16 +75,26 @@ pub struct Listings {
 
 impl Listings {
     /// One page of the folder at `real`; `cursor` comes from the previous page.
-    pub fn page(&self, real: &Path, shown: &str, cursor: Option<&str>) -> Result<BrowsePage, PathError> {
-        let bad_cursor = || PathError::Io(shown.to_owned(), "malformed cursor".into());
+    pub fn page(
+        &self,
+        real: &Path,
+        shown: &str,
+        cursor: Option<&str>,
+    ) -> Result<BrowsePage, PathError> {
+        let bad_cursor = || PathError::BadCursor;
         let (id, offset) = match cursor {
             None => (None, 0),
             Some(c) => {
                 let (id, offset) = c.split_once('-').ok_or_else(bad_cursor)?;
-                (Some(id.parse::<u64>().map_err(|_| bad_cursor())?), offset.parse::<u64>().map_err(|_| bad_cursor())?)
+                (
+                    Some(id.parse::<u64>().map_err(|_| bad_cursor())?),
+                    offset.parse::<u64>().map_err(|_| bad_cursor())?,
+                )
             }
         };
-        let reusable = id.and_then(|id| self.lock().remove(&id)).filter(|l| l.path == real && l.offset == offset);
+        let reusable = id
+            .and_then(|id| self.lock().remove(&id))
+            .filter(|l| l.path == real && l.offset == offset);
         let mut listing = match reusable {
             Some(l) => l,
             None => {
@@ -78,14 +102,20 @@ impl Listings {
                 if !meta.is_dir() {
                     return Err(PathError::WrongKind(shown.to_owned(), "not a folder"));
                 }
-                let mut iter = std::fs::read_dir(real).map_err(|e| PathError::from_io(shown, &e))?;
+                let mut iter =
+                    std::fs::read_dir(real).map_err(|e| PathError::from_io(shown, &e))?;
                 // A cursor whose listing expired: skip forward to where it stood.
                 for _ in 0..offset {
                     if iter.next().is_none() {
                         break;
                     }
                 }
-                OpenListing { path: real.to_owned(), iter, offset, touched: Instant::now() }
+                OpenListing {
+                    path: real.to_owned(),
+                    iter,
+                    offset,
+                    touched: Instant::now(),
+                }
             }
         };
         let mut entries = Vec::with_capacity(BROWSE_PAGE_SIZE.min(256));
@@ -95,7 +125,10 @@ impl Listings {
             // An entry that vanished or cannot be read is left out, not fatal to the page.
             let Ok(item) = item else { continue };
             let Ok(meta) = item.metadata() else { continue };
-            entries.push(entry(item.file_name().to_string_lossy().into_owned(), &meta));
+            entries.push(entry(
+                item.file_name().to_string_lossy().into_owned(),
+                &meta,
+            ));
             if entries.len() == BROWSE_PAGE_SIZE {
                 done = false;
                 break;
@@ -116,7 +149,10 @@ impl Listings {
             open.insert(id, listing);
             Some(cursor)
         };
-        Ok(BrowsePage { entries, next_cursor })
+        Ok(BrowsePage {
+            entries,
+            next_cursor,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OpenListing>> {
@@ -129,7 +165,10 @@ fn random_id() -> u64 {
     let mut b = [0u8; 8];
     // The id only needs to differ between listings; fall back to the clock.
     if getrandom::fill(&mut b).is_err() {
-        return SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        return SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
     }
     u64::from_le_bytes(b) >> 1
 }
@@ -165,7 +204,11 @@ pub fn open_file(real: &Path, shown: &str) -> Result<OpenFile, PathError> {
     })?;
     let meta = file.metadata().map_err(|e| PathError::from_io(shown, &e))?;
     check_regular(&meta, shown)?;
-    Ok(OpenFile { size: meta.len(), modified: meta.modified().ok(), file })
+    Ok(OpenFile {
+        size: meta.len(),
+        modified: meta.modified().ok(),
+        file,
+    })
 }
 
 fn check_regular(meta: &Metadata, shown: &str) -> Result<(), PathError> {

@@ -29,7 +29,8 @@ impl AgentHome {
 
     fn platform() -> std::io::Result<Self> {
         let missing = || std::io::Error::other("cannot find the user's home folder");
-        let project = directories::ProjectDirs::from("com", "Mover", "Mover Agent").ok_or_else(missing)?;
+        let project =
+            directories::ProjectDirs::from("com", "Mover", "Mover Agent").ok_or_else(missing)?;
         let base = directories::BaseDirs::new().ok_or_else(missing)?;
         let dir = project.config_dir().to_path_buf();
         let logs = if cfg!(target_os = "macos") {

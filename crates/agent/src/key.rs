@@ -55,13 +55,19 @@ impl ConnectorKey {
                 key.save(path)?;
                 Ok(key)
             }
-            Err(source) => Err(KeyError::Io { path: path.display().to_string(), source }),
+            Err(source) => Err(KeyError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
         }
     }
 
     /// Writes the key to `path` atomically with mode 0600.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let tmp = path.with_extension("tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -134,6 +140,9 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "junk").unwrap();
-        assert!(matches!(ConnectorKey::load_or_create(&path), Err(KeyError::Malformed(_))));
+        assert!(matches!(
+            ConnectorKey::load_or_create(&path),
+            Err(KeyError::Malformed(_))
+        ));
     }
 }

@@ -34,6 +34,9 @@ pub enum PathError {
     /// A folder where a file was expected, or the reverse.
     #[error("path {0:?} is {1}")]
     WrongKind(String, &'static str),
+    /// A browse cursor this agent never gave out.
+    #[error("malformed or unknown browse cursor")]
+    BadCursor,
     /// Permission denied or another OS error.
     #[error("path {0:?}: {1}")]
     Io(String, String),
@@ -44,7 +47,7 @@ impl PathError {
     pub fn status(&self) -> u16 {
         match self {
             PathError::NotFound(_) => 404,
-            PathError::Nul | PathError::TooLong => 400,
+            PathError::Nul | PathError::TooLong | PathError::BadCursor => 400,
             PathError::Io(..) => 500,
             _ => 403,
         }
@@ -82,11 +85,15 @@ impl Shares {
             .iter()
             .map(|given| {
                 let shown = given.display().to_string();
-                let canonical = std::fs::canonicalize(given).map_err(|e| PathError::from_io(&shown, &e))?;
+                let canonical =
+                    std::fs::canonicalize(given).map_err(|e| PathError::from_io(&shown, &e))?;
                 if !canonical.is_dir() {
                     return Err(PathError::WrongKind(shown, "not a folder"));
                 }
-                Ok(Root { given: normalize(given), canonical })
+                Ok(Root {
+                    given: normalize(given),
+                    canonical,
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { roots })
@@ -99,7 +106,10 @@ impl Shares {
 
     /// The roots as configured, for the agent's info.
     pub fn roots(&self) -> Vec<String> {
-        self.roots.iter().map(|r| r.given.display().to_string()).collect()
+        self.roots
+            .iter()
+            .map(|r| r.given.display().to_string())
+            .collect()
     }
 
     /// Checks `raw` and returns the real path to open (symlinks resolved when restricted).
@@ -108,7 +118,11 @@ impl Shares {
         if self.roots.is_empty() {
             return Ok(path);
         }
-        let inside = |p: &Path| self.roots.iter().any(|r| p.starts_with(&r.given) || p.starts_with(&r.canonical));
+        let inside = |p: &Path| {
+            self.roots
+                .iter()
+                .any(|r| p.starts_with(&r.given) || p.starts_with(&r.canonical))
+        };
         if !inside(&path) {
             return Err(PathError::OutsideShares(raw.to_owned()));
         }
@@ -140,7 +154,9 @@ pub fn check_syntax(raw: &str) -> Result<PathBuf, PathError> {
 
 /// Drops `.` components and trailing separators so prefix checks compare like with like.
 fn normalize(path: &Path) -> PathBuf {
-    path.components().filter(|c| *c != Component::CurDir).collect()
+    path.components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
 }
 
 /// The kind name of a file type that is never read, if it is one.
@@ -174,7 +190,10 @@ mod tests {
         assert!(matches!(check_syntax("rel/a"), Err(PathError::Relative(_))));
         assert!(matches!(check_syntax("/a/../b"), Err(PathError::DotDot(_))));
         assert!(matches!(check_syntax("/a\0b"), Err(PathError::Nul)));
-        assert!(matches!(check_syntax(&"/a".repeat(MAX_PATH_BYTES)), Err(PathError::TooLong)));
+        assert!(matches!(
+            check_syntax(&"/a".repeat(MAX_PATH_BYTES)),
+            Err(PathError::TooLong)
+        ));
         assert_eq!(check_syntax("/a/./b/").unwrap(), PathBuf::from("/a/b"));
     }
 
@@ -191,9 +210,18 @@ mod tests {
         let s = |p: &Path| p.to_str().unwrap().to_owned();
         assert!(shares.resolve(&s(&share.join("sub"))).is_ok());
         assert!(shares.resolve(&s(&share.join("inner"))).is_ok());
-        assert!(matches!(shares.resolve(&s(&outside)), Err(PathError::OutsideShares(_))));
-        assert!(matches!(shares.resolve(&s(&share.join("escape"))), Err(PathError::SymlinkEscape(_))));
-        assert!(matches!(shares.resolve(&s(&share.join("nope"))), Err(PathError::NotFound(_))));
+        assert!(matches!(
+            shares.resolve(&s(&outside)),
+            Err(PathError::OutsideShares(_))
+        ));
+        assert!(matches!(
+            shares.resolve(&s(&share.join("escape"))),
+            Err(PathError::SymlinkEscape(_))
+        ));
+        assert!(matches!(
+            shares.resolve(&s(&share.join("nope"))),
+            Err(PathError::NotFound(_))
+        ));
         // A sibling whose name merely starts with the root's name is outside.
         std::fs::create_dir_all(dir.path().join("share2")).unwrap();
         assert!(matches!(

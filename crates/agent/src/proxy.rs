@@ -16,15 +16,24 @@ pub struct Proxy {
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The credentials are a secret.
-        f.debug_struct("Proxy").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
 impl Proxy {
     /// The proxy to use for `host`, from `HTTPS_PROXY`/`https_proxy` and `NO_PROXY`/`no_proxy`.
     pub fn from_env(host: &str) -> Result<Option<Self>, String> {
-        let var = |a: &str, b: &str| std::env::var(a).or_else(|_| std::env::var(b)).ok().filter(|v| !v.is_empty());
-        let Some(url) = var("HTTPS_PROXY", "https_proxy") else { return Ok(None) };
+        let var = |a: &str, b: &str| {
+            std::env::var(a)
+                .or_else(|_| std::env::var(b))
+                .ok()
+                .filter(|v| !v.is_empty())
+        };
+        let Some(url) = var("HTTPS_PROXY", "https_proxy") else {
+            return Ok(None);
+        };
         if let Some(no_proxy) = var("NO_PROXY", "no_proxy") {
             if bypasses(&no_proxy, host) {
                 return Ok(None);
@@ -47,29 +56,43 @@ impl Proxy {
         if hostport.is_empty() || hostport.contains('/') {
             return Err(format!("proxy {url:?} is not host[:port]"));
         }
-        let has_port = hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        let has_port = hostport
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
             && !hostport.ends_with(']');
-        let addr = if has_port { hostport.to_owned() } else { format!("{hostport}:80") };
+        let addr = if has_port {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:80")
+        };
         Ok(Self { addr, credentials })
     }
 
     /// Dials the proxy and asks it for a tunnel to `target` (`host:port`).
     pub async fn connect(&self, target: &str) -> Result<TcpStream, String> {
-        let mut stream = TcpStream::connect(&self.addr).await.map_err(|e| e.to_string())?;
+        let mut stream = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(creds) = &self.credentials {
             let encoded = base64::engine::general_purpose::STANDARD.encode(creds);
             request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
         }
         request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         // Read byte by byte up to the blank line so no tunnel bytes are swallowed.
         let mut head = Vec::with_capacity(256);
         while !head.ends_with(b"\r\n\r\n") {
             if head.len() > 16 * 1024 {
                 return Err("answered CONNECT with an oversized header".into());
             }
-            let byte = stream.read_u8().await.map_err(|e| format!("closed during CONNECT: {e}"))?;
+            let byte = stream
+                .read_u8()
+                .await
+                .map_err(|e| format!("closed during CONNECT: {e}"))?;
             head.push(byte);
         }
         let text = String::from_utf8_lossy(&head);
@@ -78,7 +101,10 @@ impl Proxy {
         if code == "200" {
             Ok(stream)
         } else {
-            Err(format!("refused CONNECT to {target}: {}", status_line.trim()))
+            Err(format!(
+                "refused CONNECT to {target}: {}",
+                status_line.trim()
+            ))
         }
     }
 }
@@ -86,14 +112,22 @@ impl Proxy {
 /// Whether `NO_PROXY` excludes `host`: `*`, exact names, and domain suffixes (`.corp`, `corp`).
 fn bypasses(no_proxy: &str, host: &str) -> bool {
     let host = host.to_ascii_lowercase();
-    no_proxy.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).any(|entry| {
-        if entry == "*" {
-            return true;
-        }
-        let entry = entry.split(':').next().unwrap_or_default().trim_start_matches("*.");
-        let entry = entry.trim_start_matches('.');
-        host == entry || host.ends_with(&format!(".{entry}"))
-    })
+    no_proxy
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("*.");
+            let entry = entry.trim_start_matches('.');
+            host == entry || host.ends_with(&format!(".{entry}"))
+        })
 }
 
 fn percent_decode(s: &str) -> String {

@@ -61,14 +61,17 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("key", &self.inner.key).finish_non_exhaustive()
+        f.debug_struct("Agent")
+            .field("key", &self.inner.key)
+            .finish_non_exhaustive()
     }
 }
 
 /// Prepares the key: loads or creates it; with `reset`, makes a new one and keeps the
 /// old one aside so Bifrost can retire it on the next connection.
 pub fn prepare_key(home: &AgentHome, reset: bool) -> Result<ConnectorKey, StartError> {
-    home.create().map_err(|e| StartError::Home(home.dir().display().to_string(), e))?;
+    home.create()
+        .map_err(|e| StartError::Home(home.dir().display().to_string(), e))?;
     let path = home.key_file();
     if reset {
         if let Ok(old) = ConnectorKey::load_or_create(&path) {
@@ -89,7 +92,11 @@ impl Agent {
         let relay = config.relay_addr()?;
         let initial = Status {
             online: false,
-            detail: if relay.is_some() { Detail::Connecting } else { Detail::NotConfigured },
+            detail: if relay.is_some() {
+                Detail::Connecting
+            } else {
+                Detail::NotConfigured
+            },
             relay_host: relay.as_ref().map(|r| r.host.clone()),
             relay_port: relay.as_ref().map(|r| r.port),
         };
@@ -183,7 +190,9 @@ struct Backoff {
 
 impl Backoff {
     fn new() -> Self {
-        Self { next: BACKOFF_START }
+        Self {
+            next: BACKOFF_START,
+        }
     }
 
     fn reset(&mut self) {
@@ -266,12 +275,25 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
         };
         if !matches!(
             inner.status.borrow().detail,
-            Detail::CannotReach { .. } | Detail::Proxy { .. } | Detail::CertificateRejected { .. } | Detail::Revoked | Detail::Replaced | Detail::Failed { .. }
+            Detail::CannotReach { .. }
+                | Detail::Proxy { .. }
+                | Detail::CertificateRejected { .. }
+                | Detail::Revoked
+                | Detail::Replaced
+                | Detail::Failed { .. }
         ) {
             set(false, Detail::Connecting);
         }
-        let previous = std::fs::read_to_string(inner.home.previous_key_file()).ok().and_then(|k| ConnectorKey::parse(k.trim()));
-        let hello = Hello { key: &inner.key, previous_key: previous.as_ref(), version: &version, host: &host, os: &os };
+        let previous = std::fs::read_to_string(inner.home.previous_key_file())
+            .ok()
+            .and_then(|k| ConnectorKey::parse(k.trim()));
+        let hello = Hello {
+            key: &inner.key,
+            previous_key: previous.as_ref(),
+            version: &version,
+            host: &host,
+            os: &os,
+        };
         let dialed = tokio::select! {
             r = tunnel::dial(&config, &relay, &hello) => r,
             cmd = commands.recv() => {
@@ -293,7 +315,10 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
                 let session = watch::Sender::new(first_session);
                 let mut session_rx = session.subscribe();
                 session_rx.mark_changed();
-                let tunnel = Tunnel { shared: shared.clone(), session };
+                let tunnel = Tunnel {
+                    shared: shared.clone(),
+                    session,
+                };
                 let started = Instant::now();
                 let serving = tunnel::serve(upgraded, tunnel);
                 tokio::pin!(serving);
@@ -339,7 +364,12 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
                     backoff.next = BACKOFF_CAP;
                     Detail::Replaced
                 } else {
-                    Detail::Failed { reason: format!("connection to Bifrost lost{}", end.map(|e| format!(": {e}")).unwrap_or_default()) }
+                    Detail::Failed {
+                        reason: format!(
+                            "connection to Bifrost lost{}",
+                            end.map(|e| format!(": {e}")).unwrap_or_default()
+                        ),
+                    }
                 };
                 tracing::warn!(detail = %detail, "tunnel down");
                 set(false, detail);
@@ -360,7 +390,12 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
             Ok(()) = config_rx.changed() => backoff.reset(),
         }
     }
-    set(false, Detail::Failed { reason: "agent stopped".into() });
+    set(
+        false,
+        Detail::Failed {
+            reason: "agent stopped".into(),
+        },
+    );
     inner.stopped.send_replace(true);
 }
 

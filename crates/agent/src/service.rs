@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, Limited};
-use mover_proto::{header, route, AgentEvent, AgentInfo, ErrorBody, SessionState, MAX_REQUEST_BODY};
+use mover_proto::{
+    header, route, AgentEvent, AgentInfo, ErrorBody, SessionState, MAX_REQUEST_BODY,
+};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::fsops::{self, Listings, ReadEnd};
@@ -58,7 +60,10 @@ pub struct Tunnel {
 }
 
 /// Answers one request from Bifrost; never fails the connection.
-pub async fn handle(tunnel: Tunnel, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    tunnel: Tunnel,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let res = match (req.method(), path.as_str()) {
@@ -67,19 +72,28 @@ pub async fn handle(tunnel: Tunnel, req: Request<hyper::body::Incoming>) -> Resu
         (&Method::GET, route::EVENTS) => events(&tunnel),
         (&Method::GET, route::BROWSE | route::STAT | route::READ) => {
             if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
-                error(StatusCode::FORBIDDEN, "this connector is not authorized at Bifrost")
+                error(
+                    StatusCode::FORBIDDEN,
+                    "this connector is not authorized at Bifrost",
+                )
             } else {
                 let range = req.headers().get(http::header::RANGE).cloned();
                 files(&tunnel.shared, &path, &query, range).await
             }
         }
-        _ => error(StatusCode::NOT_FOUND, &format!("no route {} {path}", req.method())),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("no route {} {path}", req.method()),
+        ),
     };
     Ok(res)
 }
 
 async fn session(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
     };
@@ -88,7 +102,10 @@ async fn session(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Respon
             tunnel.session.send_replace(state);
             Response::new(empty())
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, &format!("malformed session state: {e}")),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("malformed session state: {e}"),
+        ),
     }
 }
 
@@ -116,11 +133,19 @@ fn events(tunnel: &Tunnel) -> Response<Body> {
         }
     });
     let mut res = Response::new(ChannelBody(rx).boxed());
-    res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
     res
 }
 
-async fn files(shared: &Arc<Shared>, route_path: &str, query: &str, range: Option<HeaderValue>) -> Response<Body> {
+async fn files(
+    shared: &Arc<Shared>,
+    route_path: &str,
+    query: &str,
+    range: Option<HeaderValue>,
+) -> Response<Body> {
     let mut path = None;
     let mut cursor = None;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
@@ -130,7 +155,9 @@ async fn files(shared: &Arc<Shared>, route_path: &str, query: &str, range: Optio
             _ => {}
         }
     }
-    let Some(path) = path else { return error(StatusCode::BAD_REQUEST, "missing path parameter") };
+    let Some(path) = path else {
+        return error(StatusCode::BAD_REQUEST, "missing path parameter");
+    };
     if let Some(res) = drive_listing(shared, route_path, &path) {
         return res;
     }
@@ -144,7 +171,9 @@ async fn files(shared: &Arc<Shared>, route_path: &str, query: &str, range: Optio
             route::BROWSE => {
                 let page = shared.listings.page(&real, &path, cursor.as_deref())?;
                 if cursor.is_none() {
-                    let _ = shared.activity.send(Activity::Browse { path: path.clone() });
+                    let _ = shared
+                        .activity
+                        .send(Activity::Browse { path: path.clone() });
                 }
                 Ok(json(StatusCode::OK, &page))
             }
@@ -154,7 +183,10 @@ async fn files(shared: &Arc<Shared>, route_path: &str, query: &str, range: Optio
     match work.await {
         Ok(Ok(res)) => res,
         Ok(Err(e)) => path_error(&e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("agent task failed: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("agent task failed: {e}"),
+        ),
     }
 }
 
@@ -169,33 +201,61 @@ fn drive_listing(shared: &Shared, route_path: &str, path: &str) -> Option<Respon
     let entries = (b'A'..=b'Z')
         .map(|l| format!("{}:\\", l as char))
         .filter(|d| std::path::Path::new(d).exists())
-        .map(|name| mover_proto::Entry { name, kind: mover_proto::EntryKind::Dir, size: 0, modified: None })
+        .map(|name| mover_proto::Entry {
+            name,
+            kind: mover_proto::EntryKind::Dir,
+            size: 0,
+            modified: None,
+        })
         .collect();
-    let _ = shared.activity.send(Activity::Browse { path: path.to_owned() });
-    Some(json(StatusCode::OK, &mover_proto::BrowsePage { entries, next_cursor: None }))
+    let _ = shared.activity.send(Activity::Browse {
+        path: path.to_owned(),
+    });
+    Some(json(
+        StatusCode::OK,
+        &mover_proto::BrowsePage {
+            entries,
+            next_cursor: None,
+        },
+    ))
 }
 
-fn read(shared: &Shared, real: &std::path::Path, shown: &str, range: Option<HeaderValue>) -> Result<Response<Body>, PathError> {
+fn read(
+    shared: &Shared,
+    real: &std::path::Path,
+    shown: &str,
+    range: Option<HeaderValue>,
+) -> Result<Response<Body>, PathError> {
     let open = fsops::open_file(real, shown)?;
     let size = open.size;
-    let (start, end) = match range.as_ref().map(|r| parse_range(r.to_str().unwrap_or_default(), size)) {
+    let (start, end) = match range
+        .as_ref()
+        .map(|r| parse_range(r.to_str().unwrap_or_default(), size))
+    {
         None => (0, size),
         Some(Some(r)) => r,
         Some(None) => {
-            let mut res = error(StatusCode::RANGE_NOT_SATISFIABLE, &format!("range not satisfiable for a file of {size} bytes"));
+            let mut res = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                &format!("range not satisfiable for a file of {size} bytes"),
+            );
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 res.headers_mut().insert(http::header::CONTENT_RANGE, v);
             }
             return Ok(res);
         }
     };
-    let _ = shared.activity.send(Activity::Upload { path: shown.to_owned() });
+    let _ = shared.activity.send(Activity::Upload {
+        path: shown.to_owned(),
+    });
     tracing::info!(path = %shown, start, end, "read");
     let modified = open.modified.and_then(fsops::rfc3339);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         let data_tx = tx.clone();
-        let result = fsops::stream_file(open, start, end - start, |b| data_tx.blocking_send(Ok(Frame::data(b))).is_ok());
+        let result = fsops::stream_file(open, start, end - start, |b| {
+            data_tx.blocking_send(Ok(Frame::data(b))).is_ok()
+        });
         let mut trailers = HeaderMap::new();
         match result {
             Ok(None) => return,
@@ -204,7 +264,10 @@ fn read(shared: &Shared, real: &std::path::Path, shown: &str, range: Option<Head
             }
             Ok(Some(ReadEnd::Complete(None))) => {}
             Ok(Some(ReadEnd::Changed)) => {
-                trailers.insert(header::READ_ERROR, HeaderValue::from_static("changed during copy"));
+                trailers.insert(
+                    header::READ_ERROR,
+                    HeaderValue::from_static("changed during copy"),
+                );
             }
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
@@ -215,7 +278,11 @@ fn read(shared: &Shared, real: &std::path::Path, shown: &str, range: Option<Head
     });
     let partial = start > 0 || end < size;
     let mut res = Response::new(ChannelBody(rx).boxed());
-    *res.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    *res.status_mut() = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     let h = res.headers_mut();
     h.insert(http::header::CONTENT_LENGTH, hv(&(end - start).to_string()));
     h.insert(header::SIZE, hv(&size.to_string()));
@@ -223,7 +290,10 @@ fn read(shared: &Shared, real: &std::path::Path, shown: &str, range: Option<Head
         h.insert(header::MODIFIED, hv(&m));
     }
     if partial {
-        h.insert(http::header::CONTENT_RANGE, hv(&format!("bytes {start}-{}/{size}", end.saturating_sub(1))));
+        h.insert(
+            http::header::CONTENT_RANGE,
+            hv(&format!("bytes {start}-{}/{size}", end.saturating_sub(1))),
+        );
     }
     Ok(res)
 }
@@ -245,23 +315,40 @@ fn hv(s: &str) -> HeaderValue {
 }
 
 fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut res = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut res = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *res.status_mut() = status;
-    res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json(status, &ErrorBody { error: message.to_owned() })
+    json(
+        status,
+        &ErrorBody {
+            error: message.to_owned(),
+        },
+    )
 }
 
 fn path_error(e: &PathError) -> Response<Body> {
-    error(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_string())
+    error(
+        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_string(),
+    )
 }
 
 /// A response body fed by a channel, so a blocking reader can run ahead of the network.
@@ -271,7 +358,10 @@ impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         self.0.poll_recv(cx)
     }
 }

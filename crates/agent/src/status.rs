@@ -53,7 +53,9 @@ impl std::fmt::Display for Detail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Detail::Connecting => f.write_str("connecting"),
-            Detail::NotConfigured => f.write_str("no Bifrost address configured (agent start --relay URL)"),
+            Detail::NotConfigured => {
+                f.write_str("no Bifrost address configured (agent start --relay URL)")
+            }
             Detail::Authorized { name } => write!(f, "authorized as {name}"),
             Detail::Waiting => f.write_str("waiting for authorization"),
             Detail::DisconnectedByUser => f.write_str("disconnected by user"),
@@ -61,7 +63,9 @@ impl std::fmt::Display for Detail {
             Detail::Proxy { proxy, reason } => write!(f, "proxy {proxy}: {reason}"),
             Detail::CertificateRejected { reason } => write!(f, "certificate rejected: {reason}"),
             Detail::Revoked => f.write_str("revoked by Bifrost"),
-            Detail::Replaced => f.write_str("another agent with this key connected to Bifrost; this one steps back"),
+            Detail::Replaced => {
+                f.write_str("another agent with this key connected to Bifrost; this one steps back")
+            }
             Detail::Failed { reason } => f.write_str(reason),
         }
     }

@@ -19,20 +19,29 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn client_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = if let Some(fp) = &config.relay_fingerprint {
-        Arc::new(PinnedVerifier { fingerprint: parse_fingerprint(fp)?, provider: provider.clone() })
+        Arc::new(PinnedVerifier {
+            fingerprint: parse_fingerprint(fp)?,
+            provider: provider.clone(),
+        })
     } else if let Some(ca) = &config.relay_ca {
-        let invalid = |why: String| ConfigError::Invalid(format!("relay CA {}: {why}", ca.display()));
+        let invalid =
+            |why: String| ConfigError::Invalid(format!("relay CA {}: {why}", ca.display()));
         let pem = std::fs::read(ca).map_err(|e| invalid(e.to_string()))?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(cert.map_err(|e| invalid(e.to_string()))?).map_err(|e| invalid(e.to_string()))?;
+            roots
+                .add(cert.map_err(|e| invalid(e.to_string()))?)
+                .map_err(|e| invalid(e.to_string()))?;
         }
         if roots.is_empty() {
             return Err(invalid("holds no PEM certificate".into()));
         }
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| invalid(e.to_string()))?
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| invalid(e.to_string()))?
     } else {
         Arc::new(
             rustls_platform_verifier::Verifier::new(provider.clone())
@@ -51,7 +60,11 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, ConfigError> {
 
 /// Hex SHA-256 of a certificate, upper case with colons, as Bifrost prints it.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Accepts exactly one certificate, by its SHA-256, instead of chain and name checks;
@@ -67,7 +80,11 @@ struct FingerprintMismatch(String);
 
 impl std::fmt::Display for FingerprintMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "fingerprint {} does not match the pinned --relay-fingerprint", self.0)
+        write!(
+            f,
+            "fingerprint {} does not match the pinned --relay-fingerprint",
+            self.0
+        )
     }
 }
 
@@ -85,9 +102,11 @@ impl ServerCertVerifier for PinnedVerifier {
         if Sha256::digest(end_entity.as_ref()).as_slice() == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                rustls::OtherError(Arc::new(FingerprintMismatch(fingerprint(end_entity)))),
-            )))
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(FingerprintMismatch(
+                    fingerprint(end_entity),
+                )))),
+            ))
         }
     }
 
@@ -97,7 +116,12 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -106,10 +130,17 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -8,7 +8,10 @@ use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use mover_proto::{header, ErrorBody, SessionState, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION, TUNNEL_PATH, TUNNEL_UPGRADE};
+use mover_proto::{
+    header, ErrorBody, SessionState, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION, TUNNEL_PATH,
+    TUNNEL_UPGRADE,
+};
 use tokio::net::TcpStream;
 
 use crate::config::{Config, RelayAddr};
@@ -62,11 +65,21 @@ impl ConnectError {
     /// The status detail this error shows as.
     pub fn detail(&self) -> Detail {
         match self {
-            ConnectError::Tcp { addr, reason } => Detail::CannotReach { addr: addr.clone(), reason: reason.clone() },
-            ConnectError::Proxy { proxy, reason } => Detail::Proxy { proxy: proxy.clone(), reason: reason.clone() },
-            ConnectError::Certificate(reason) => Detail::CertificateRejected { reason: reason.clone() },
+            ConnectError::Tcp { addr, reason } => Detail::CannotReach {
+                addr: addr.clone(),
+                reason: reason.clone(),
+            },
+            ConnectError::Proxy { proxy, reason } => Detail::Proxy {
+                proxy: proxy.clone(),
+                reason: reason.clone(),
+            },
+            ConnectError::Certificate(reason) => Detail::CertificateRejected {
+                reason: reason.clone(),
+            },
             ConnectError::Revoked => Detail::Revoked,
-            other => Detail::Failed { reason: other.to_string() },
+            other => Detail::Failed {
+                reason: other.to_string(),
+            },
         }
     }
 }
@@ -87,37 +100,69 @@ pub struct Hello<'a> {
 
 /// Opens TCP (maybe through the proxy), TLS 1.3 and the upgrade; returns the raw tunnel
 /// and what Bifrost said about this key.
-pub async fn dial(config: &Config, relay: &RelayAddr, hello: &Hello<'_>) -> Result<(Upgraded, SessionState), ConnectError> {
+pub async fn dial(
+    config: &Config,
+    relay: &RelayAddr,
+    hello: &Hello<'_>,
+) -> Result<(Upgraded, SessionState), ConnectError> {
     let timeout = Duration::from_secs(HANDSHAKE_TIMEOUT_SECS);
     match tokio::time::timeout(timeout, dial_inner(config, relay, hello)).await {
         Ok(r) => r,
-        Err(_) => Err(ConnectError::Tcp { addr: relay.to_string(), reason: "timed out".into() }),
+        Err(_) => Err(ConnectError::Tcp {
+            addr: relay.to_string(),
+            reason: "timed out".into(),
+        }),
     }
 }
 
-async fn dial_inner(config: &Config, relay: &RelayAddr, hello: &Hello<'_>) -> Result<(Upgraded, SessionState), ConnectError> {
+async fn dial_inner(
+    config: &Config,
+    relay: &RelayAddr,
+    hello: &Hello<'_>,
+) -> Result<(Upgraded, SessionState), ConnectError> {
     let addr = relay.to_string();
     let tls = crate::tls::client_config(config).map_err(|e| ConnectError::Config(e.to_string()))?;
     let proxy = Proxy::from_env(&relay.host).map_err(ConnectError::Config)?;
     let tcp = match &proxy {
         // Never fall back to a direct connection: the proxy is how this network reaches out.
-        Some(p) => p.connect(&addr).await.map_err(|reason| ConnectError::Proxy { proxy: p.addr.clone(), reason })?,
+        Some(p) => p
+            .connect(&addr)
+            .await
+            .map_err(|reason| ConnectError::Proxy {
+                proxy: p.addr.clone(),
+                reason,
+            })?,
         None => TcpStream::connect((relay.host.as_str(), relay.port))
             .await
-            .map_err(|e| ConnectError::Tcp { addr: addr.clone(), reason: e.to_string() })?,
+            .map_err(|e| ConnectError::Tcp {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?,
     };
     let _ = tcp.set_nodelay(true);
     let name = rustls::pki_types::ServerName::try_from(relay.host.clone())
         .map_err(|_| ConnectError::Config(format!("{} is not a valid host name", relay.host)))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.map_err(|e| tls_error(&addr, e))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| tls_error(&addr, e))?;
     upgrade(tls, relay, hello).await
 }
 
 fn tls_error(addr: &str, e: std::io::Error) -> ConnectError {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         Some(rustls::Error::InvalidCertificate(c)) => ConnectError::Certificate(cert_reason(c)),
-        Some(other) => ConnectError::Tls { addr: addr.to_owned(), reason: other.to_string() },
-        None => ConnectError::Tls { addr: addr.to_owned(), reason: e.to_string() },
+        Some(other) => ConnectError::Tls {
+            addr: addr.to_owned(),
+            reason: other.to_string(),
+        },
+        None => ConnectError::Tls {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -132,20 +177,26 @@ fn cert_reason(c: &rustls::CertificateError) -> String {
     }
 }
 
-async fn upgrade<S>(stream: S, relay: &RelayAddr, hello: &Hello<'_>) -> Result<(Upgraded, SessionState), ConnectError>
+async fn upgrade<S>(
+    stream: S,
+    relay: &RelayAddr,
+    hello: &Hello<'_>,
+) -> Result<(Upgraded, SessionState), ConnectError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let rejected = |e: &dyn std::fmt::Display| ConnectError::Rejected(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| rejected(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| rejected(&e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upgrade connection ended");
         }
     });
-    let hv = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let hv =
+        |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     let mut req = Request::get(TUNNEL_PATH)
         .header(http::header::HOST, relay.to_string())
         .header(http::header::CONNECTION, "upgrade")
@@ -172,7 +223,11 @@ where
         let upgraded = hyper::upgrade::on(res).await.map_err(|e| rejected(&e))?;
         return Ok((upgraded, session));
     }
-    let body = Limited::new(res.into_body(), 16 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = Limited::new(res.into_body(), 16 * 1024)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let message = serde_json::from_slice::<ErrorBody>(&body)
         .map(|b| b.error)
         .unwrap_or_else(|_| format!("HTTP {status}"));

@@ -37,7 +37,9 @@ pub struct AgentClient {
 }
 
 fn query(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 impl AgentClient {
@@ -49,8 +51,14 @@ impl AgentClient {
     /// Sends one request.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, AgentError> {
         let mut sender = self.sender.clone();
-        sender.ready().await.map_err(|e| AgentError::Transport(e.to_string()))?;
-        sender.send_request(req).await.map_err(|e| AgentError::Transport(e.to_string()))
+        sender
+            .ready()
+            .await
+            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| AgentError::Transport(e.to_string()))
     }
 
     fn uri(path: &str, pairs: &[(&str, &str)]) -> String {
@@ -62,7 +70,11 @@ impl AgentClient {
     }
 
     /// `GET` a JSON route.
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, pairs: &[(&str, &str)]) -> Result<T, AgentError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+    ) -> Result<T, AgentError> {
         let req = Request::get(Self::uri(path, pairs))
             .body(Full::new(Bytes::new()))
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
@@ -71,7 +83,11 @@ impl AgentClient {
     }
 
     /// `POST` a JSON body.
-    pub async fn post_json<B: serde::Serialize>(&self, path: &str, body: &B) -> Result<(), AgentError> {
+    pub async fn post_json<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(), AgentError> {
         let body = serde_json::to_vec(body).map_err(|e| AgentError::Protocol(e.to_string()))?;
         let req = Request::post(Self::uri(path, &[]))
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -91,7 +107,9 @@ impl AgentClient {
         if offset > 0 {
             req = req.header(http::header::RANGE, format!("bytes={offset}-"));
         }
-        let req = req.body(Full::new(Bytes::new())).map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let res = self.send(req).await?;
         if res.status().is_success() {
             Ok(res)
@@ -128,7 +146,13 @@ async fn json_body<T: DeserializeOwned>(res: Response<Incoming>) -> Result<T, Ag
 
 async fn error_from(res: Response<Incoming>) -> AgentError {
     let status = res.status();
-    let body = Limited::new(res.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let message = serde_json::from_slice::<ErrorBody>(&body).map(|b| b.error).unwrap_or_else(|_| format!("agent answered {status}"));
+    let body = Limited::new(res.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<ErrorBody>(&body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| format!("agent answered {status}"));
     AgentError::Status { status, message }
 }

@@ -27,7 +27,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 400.
@@ -48,7 +51,10 @@ impl ApiError {
     /// 500, for Bifrost's own faults; the detail goes to the log.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Bifrost failed: {e}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Bifrost failed: {e}"),
+        )
     }
 }
 
@@ -63,17 +69,31 @@ impl From<crate::agent_client::AgentError> for ApiError {
         use crate::agent_client::AgentError;
         match e {
             // The agent's own verdict on a path passes through: 403 refused, 404 missing, 400 bad.
-            AgentError::Status { status, message } if status.is_client_error() => Self::new(status, message),
-            AgentError::Status { message, .. } => Self::new(StatusCode::BAD_GATEWAY, format!("the agent failed: {message}")),
+            AgentError::Status { status, message } if status.is_client_error() => {
+                Self::new(status, message)
+            }
+            AgentError::Status { message, .. } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                format!("the agent failed: {message}"),
+            ),
             AgentError::Transport(m) => Self::conflict(format!("the agent went offline: {m}")),
-            AgentError::Protocol(m) => Self::new(StatusCode::BAD_GATEWAY, format!("the agent sent a malformed answer: {m}")),
+            AgentError::Protocol(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                format!("the agent sent a malformed answer: {m}"),
+            ),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(ErrorBody { error: self.message })).into_response()
+        (
+            self.status,
+            axum::Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -90,7 +110,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(e) => Err(ApiError::bad_request(format!("malformed request: {}", e.body_text()))),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "malformed request: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -108,7 +131,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e) => Err(ApiError::bad_request(format!("malformed query: {}", e.body_text()))),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "malformed query: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -124,7 +150,11 @@ async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next) ->
     if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
         next.run(req).await
     } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer TOKEN)").into_response()
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (Authorization: Bearer TOKEN)",
+        )
+        .into_response()
     }
 }
 
@@ -135,8 +165,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Every route Bifrost serves on its one port.
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
-        .route("/connectors", get(connectors::list).post(connectors::authorize))
-        .route("/connectors/{id}", axum::routing::delete(connectors::revoke).patch(connectors::rename))
+        .route(
+            "/connectors",
+            get(connectors::list).post(connectors::authorize),
+        )
+        .route(
+            "/connectors/{id}",
+            axum::routing::delete(connectors::revoke).patch(connectors::rename),
+        )
         .route("/connectors/{id}/browse", get(connectors::browse))
         .route("/connectors/{id}/stat", get(connectors::stat))
         .route("/jobs", get(jobs::list).post(jobs::create))

@@ -40,7 +40,10 @@ impl Engine {
 
     /// Bytes of files being copied right now (not yet counted as done).
     pub fn inflight(&self, job: &str) -> u64 {
-        self.lock().get(job).map(|r| r.inflight.load(Ordering::Relaxed)).unwrap_or(0)
+        self.lock()
+            .get(job)
+            .map(|r| r.inflight.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 }
 
@@ -62,7 +65,14 @@ pub fn start(app: &Arc<App>, id: String) {
             let _ = done_tx.send(true);
         }
     });
-    running.insert(id, Running { task: task.abort_handle(), done, inflight });
+    running.insert(
+        id,
+        Running {
+            task: task.abort_handle(),
+            done,
+            inflight,
+        },
+    );
 }
 
 /// Stops job `id` if it runs, and waits until it has.
@@ -78,19 +88,35 @@ pub async fn stop(app: &App, id: &str) {
 
 /// Fails the running jobs of a revoked connector.
 pub async fn stop_connector_jobs(app: &App, connector: &str) {
-    let Ok(jobs) = app.store.jobs().await else { return };
-    for job in jobs.into_iter().filter(|j| j.connector == connector && !j.state.is_finished()) {
+    let Ok(jobs) = app.store.jobs().await else {
+        return;
+    };
+    for job in jobs
+        .into_iter()
+        .filter(|j| j.connector == connector && !j.state.is_finished())
+    {
         stop(app, &job.id).await;
-        let _ = app.store.set_job_state(job.id, JobState::Failed, Some("the connector was revoked".into())).await;
+        let _ = app
+            .store
+            .set_job_state(
+                job.id,
+                JobState::Failed,
+                Some("the connector was revoked".into()),
+            )
+            .await;
     }
 }
 
 async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), StoreError> {
-    let Some(mut job) = app.store.job(id.to_owned()).await? else { return Ok(()) };
+    let Some(mut job) = app.store.job(id.to_owned()).await? else {
+        return Ok(());
+    };
     if job.state.is_finished() || job.state == JobState::Paused {
         return Ok(());
     }
-    app.store.set_job_state(id.to_owned(), JobState::Running, None).await?;
+    app.store
+        .set_job_state(id.to_owned(), JobState::Running, None)
+        .await?;
     while !job.scanned {
         let client = app.registry.wait_online(&job.connector).await;
         match scan(app, &job, &client).await {
@@ -98,8 +124,12 @@ async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), 
                 app.store.set_scanned(id.to_owned()).await?;
                 job.scanned = true;
             }
-            Err(ScanError::Agent(AgentError::Status { status, message })) if status.is_client_error() => {
-                app.store.set_job_state(id.to_owned(), JobState::Failed, Some(message)).await?;
+            Err(ScanError::Agent(AgentError::Status { status, message }))
+                if status.is_client_error() =>
+            {
+                app.store
+                    .set_job_state(id.to_owned(), JobState::Failed, Some(message))
+                    .await?;
                 return Ok(());
             }
             Err(ScanError::Agent(e)) => {
@@ -116,7 +146,13 @@ async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), 
         match outcome {
             Pass::Finished => break,
             Pass::DiskFull => {
-                app.store.set_job_state(id.to_owned(), JobState::Paused, Some("the destination disk is full".into())).await?;
+                app.store
+                    .set_job_state(
+                        id.to_owned(),
+                        JobState::Paused,
+                        Some("the destination disk is full".into()),
+                    )
+                    .await?;
                 return Ok(());
             }
             Pass::Retry => {
@@ -125,7 +161,11 @@ async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), 
         }
     }
     let counts = app.store.counts(id.to_owned()).await?;
-    let state = if counts.files_failed > 0 { JobState::CompletedWithErrors } else { JobState::Completed };
+    let state = if counts.files_failed > 0 {
+        JobState::CompletedWithErrors
+    } else {
+        JobState::Completed
+    };
     tracing::info!(job = %id, files = counts.files_done, failed = counts.files_failed, skipped = counts.files_skipped, bytes = counts.bytes_done, state = state.as_str(), "job finished");
     app.store.set_job_state(id.to_owned(), state, None).await?;
     Ok(())
@@ -138,13 +178,21 @@ enum Pass {
 }
 
 /// Copies every pending file once, `concurrency` at a time.
-async fn copy_pass(app: &Arc<App>, job: &JobRow, root: &std::path::Path, inflight: &Arc<AtomicU64>) -> Result<Pass, StoreError> {
+async fn copy_pass(
+    app: &Arc<App>,
+    job: &JobRow,
+    root: &std::path::Path,
+    inflight: &Arc<AtomicU64>,
+) -> Result<Pass, StoreError> {
     let mut after = 0;
     let mut tasks = JoinSet::new();
     let mut retry = false;
     let mut disk_full = false;
     loop {
-        let batch = app.store.pending_files(job.id.clone(), after, BATCH).await?;
+        let batch = app
+            .store
+            .pending_files(job.id.clone(), after, BATCH)
+            .await?;
         if batch.is_empty() {
             break;
         }
@@ -187,7 +235,13 @@ async fn copy_pass(app: &Arc<App>, job: &JobRow, root: &std::path::Path, infligh
 async fn settle(
     app: &App,
     job: &JobRow,
-    joined: Result<(crate::store::PendingFile, Result<copy::Copied, copy::CopyError>), tokio::task::JoinError>,
+    joined: Result<
+        (
+            crate::store::PendingFile,
+            Result<copy::Copied, copy::CopyError>,
+        ),
+        tokio::task::JoinError,
+    >,
     retry: &mut bool,
     disk_full: &mut bool,
 ) -> Result<(), StoreError> {
@@ -198,21 +252,33 @@ async fn settle(
     let (id, dest) = (job.id.clone(), file.dest.clone());
     match result {
         Ok(copy::Copied::Done { size, blake3 }) => {
-            app.store.finish_file(id, dest, FileStatus::Copied, size, None, Some(blake3)).await
+            app.store
+                .finish_file(id, dest, FileStatus::Copied, size, None, Some(blake3))
+                .await
         }
-        Ok(copy::Copied::Skipped { reason }) => app.store.finish_file(id, dest, FileStatus::Skipped, file.size, Some(reason), None).await,
+        Ok(copy::Copied::Skipped { reason }) => {
+            app.store
+                .finish_file(id, dest, FileStatus::Skipped, file.size, Some(reason), None)
+                .await
+        }
         Err(copy::CopyError::Failed(reason)) => {
             tracing::warn!(job = %job.id, source = %file.source, %reason, "file failed");
-            app.store.finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None).await
+            app.store
+                .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
+                .await
         }
         Err(copy::CopyError::DiskFull(reason)) => {
             *disk_full = true;
-            app.store.finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None).await
+            app.store
+                .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
+                .await
         }
         Err(copy::CopyError::Retry(reason)) => {
             if file.attempts + 1 >= MAX_ATTEMPTS {
                 tracing::warn!(job = %job.id, source = %file.source, %reason, "file failed after retries");
-                app.store.finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None).await
+                app.store
+                    .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
+                    .await
             } else {
                 tracing::info!(job = %job.id, source = %file.source, %reason, "file will be retried");
                 *retry = true;
@@ -241,12 +307,19 @@ impl From<StoreError> for ScanError {
 
 /// Last component of an agent path, for either separator.
 pub fn base_name(path: &str) -> &str {
-    path.trim_end_matches(['/', '\\']).rsplit(['/', '\\']).next().unwrap_or_default()
+    path.trim_end_matches(['/', '\\'])
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
 }
 
 /// Joins an agent path and a name with the separator the path already uses.
 fn join_agent(dir: &str, name: &str) -> String {
-    let sep = if dir.contains('\\') && !dir.contains('/') { '\\' } else { '/' };
+    let sep = if dir.contains('\\') && !dir.contains('/') {
+        '\\'
+    } else {
+        '/'
+    };
     if dir.ends_with(sep) {
         format!("{dir}{name}")
     } else {
@@ -262,10 +335,23 @@ fn safe_name(name: &str) -> bool {
 fn new_file(source: String, dest: String, entry: &Entry) -> NewFile {
     let (status, reason) = match entry.kind {
         EntryKind::File | EntryKind::Dir => (FileStatus::Pending, None),
-        EntryKind::Symlink => (FileStatus::Skipped, Some("symbolic link (not followed)".to_owned())),
-        EntryKind::Other => (FileStatus::Skipped, Some("device, FIFO or socket (never read)".to_owned())),
+        EntryKind::Symlink => (
+            FileStatus::Skipped,
+            Some("symbolic link (not followed)".to_owned()),
+        ),
+        EntryKind::Other => (
+            FileStatus::Skipped,
+            Some("device, FIFO or socket (never read)".to_owned()),
+        ),
     };
-    NewFile { source, dest, size: entry.size, modified: entry.modified.clone(), status, reason }
+    NewFile {
+        source,
+        dest,
+        size: entry.size,
+        modified: entry.modified.clone(),
+        status,
+        reason,
+    }
 }
 
 /// Lists every source into the job's file table; safe to repeat after an interruption.
@@ -274,7 +360,9 @@ async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), ScanE
         let entry: Entry = client.get_json(route::STAT, &[("path", source)]).await?;
         let name = base_name(source).to_owned();
         if entry.kind != EntryKind::Dir {
-            app.store.add_files(job.id.clone(), vec![new_file(source.clone(), name, &entry)]).await?;
+            app.store
+                .add_files(job.id.clone(), vec![new_file(source.clone(), name, &entry)])
+                .await?;
             continue;
         }
         let mut folders = vec![(source.clone(), name)];
@@ -288,8 +376,18 @@ async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), ScanE
                 let page: BrowsePage = client.get_json(route::BROWSE, &pairs).await?;
                 if cursor.is_none() && page.entries.is_empty() {
                     // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
-                    let entry = Entry { name: String::new(), kind: EntryKind::Dir, size: 0, modified: None };
-                    app.store.add_files(job.id.clone(), vec![new_file(dir.clone(), format!("{rel}/"), &entry)]).await?;
+                    let entry = Entry {
+                        name: String::new(),
+                        kind: EntryKind::Dir,
+                        size: 0,
+                        modified: None,
+                    };
+                    app.store
+                        .add_files(
+                            job.id.clone(),
+                            vec![new_file(dir.clone(), format!("{rel}/"), &entry)],
+                        )
+                        .await?;
                 }
                 let mut files = Vec::with_capacity(page.entries.len());
                 for e in &page.entries {

@@ -55,10 +55,14 @@ pub fn admin_token(data: &std::path::Path) -> anyhow::Result<(String, bool)> {
     let path = data.join("admin.token");
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => Ok((t.trim().to_owned(), false)),
-        Ok(_) => anyhow::bail!("{} is empty; delete it to make a new admin token", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} is empty; delete it to make a new admin token",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut b = [0u8; 24];
-            getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+            getrandom::fill(&mut b)
+                .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
             let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
             tls::write_private(&path, format!("{token}\n").as_bytes())?;
             Ok((token, true))
@@ -70,7 +74,12 @@ pub fn admin_token(data: &std::path::Path) -> anyhow::Result<(String, bool)> {
 /// Opens the database and resumes unfinished jobs.
 pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result<Arc<App>> {
     let store = store::Store::open(&data.join("bifrost.db")).context("cannot open the database")?;
-    let app = Arc::new(App { store, registry: Default::default(), admin_token, engine: Default::default() });
+    let app = Arc::new(App {
+        store,
+        registry: Default::default(),
+        admin_token,
+        engine: Default::default(),
+    });
     for id in app.store.unfinished_jobs().await? {
         tracing::info!(job = %id, "resuming job");
         engine::start(&app, id);
@@ -79,7 +88,12 @@ pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result
 }
 
 /// Serves agents, the API and the console on `listener` until `shutdown` resolves.
-pub async fn serve(app: Arc<App>, listener: TcpListener, tls: Arc<rustls::ServerConfig>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
     let router = api::router(app);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
@@ -99,21 +113,29 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, tls: Arc<rustls::Server
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(tunnel::Peer(peer));
-                router.clone().oneshot(req)
-            });
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let svc =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(tunnel::Peer(peer));
+                    router.clone().oneshot(req)
+                });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         });

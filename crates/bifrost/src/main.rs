@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bifrost", version, about = "Relay, console and transfer engine for Mover agents")]
+#[command(
+    name = "bifrost",
+    version,
+    about = "Relay, console and transfer engine for Mover agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,18 +47,21 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BIFROST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("BIFROST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = tokio::runtime::Runtime::new().context("cannot start the async runtime").and_then(|rt| {
-        rt.block_on(async {
-            match cli.command {
-                Command::Serve(args) => serve(args).await,
-            }
-        })
-    });
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                match cli.command {
+                    Command::Serve(args) => serve(args).await,
+                }
+            })
+        });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -75,7 +82,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    std::fs::create_dir_all(&data).with_context(|| format!("cannot create the data folder {}", data.display()))?;
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("cannot create the data folder {}", data.display()))?;
     let identity = match bifrost::tls::given(args.tls_cert, args.tls_key)? {
         Some((cert, key)) => bifrost::tls::Identity::load(&cert, &key)?,
         None => {
@@ -88,7 +96,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let fingerprint = identity.fingerprint();
     let tls = identity.server_config()?;
     let (token, new_token) = bifrost::admin_token(&data)?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let app = bifrost::open(&data, token.clone()).await?;
     println!("Bifrost listening on https://{addr}");

@@ -52,7 +52,10 @@ impl Registry {
 
     /// Number of waiting tunnels from `peer`.
     pub fn waiting_from(&self, peer: IpAddr) -> usize {
-        self.lock().values().filter(|l| l.connector.is_none() && l.peer == peer).count()
+        self.lock()
+            .values()
+            .filter(|l| l.connector.is_none() && l.peer == peer)
+            .count()
     }
 
     /// Adds a tunnel, returning an older one with the same key for the caller to close
@@ -77,7 +80,11 @@ impl Registry {
 
     /// Updates the agent's info.
     pub fn set_info(&self, key_hash: &str, conn_id: u64, info: AgentInfo) {
-        if let Some(l) = self.lock().get_mut(key_hash).filter(|l| l.conn_id == conn_id) {
+        if let Some(l) = self
+            .lock()
+            .get_mut(key_hash)
+            .filter(|l| l.conn_id == conn_id)
+        {
             l.info = info;
         }
         self.bump();
@@ -100,7 +107,10 @@ impl Registry {
 
     /// The tunnel of an authorized connector.
     pub fn by_connector(&self, id: &str) -> Option<Live> {
-        self.lock().values().find(|l| l.connector.as_deref() == Some(id)).cloned()
+        self.lock()
+            .values()
+            .find(|l| l.connector.as_deref() == Some(id))
+            .cloned()
     }
 
     /// Closes and forgets the tunnel with this key.

@@ -193,7 +193,9 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Runs `f` with the connection on a blocking thread.
@@ -211,10 +213,17 @@ impl Store {
     }
 
     /// The connector with this key hash, revoked or not.
-    pub async fn connector_by_key(&self, key_hash: String) -> Result<Option<ConnectorRow>, StoreError> {
+    pub async fn connector_by_key(
+        &self,
+        key_hash: String,
+    ) -> Result<Option<ConnectorRow>, StoreError> {
         self.call(move |c| {
-            c.query_row(&format!("SELECT {CONNECTOR_COLS} FROM connectors WHERE key_hash = ?1"), [key_hash], connector_row)
-                .optional()
+            c.query_row(
+                &format!("SELECT {CONNECTOR_COLS} FROM connectors WHERE key_hash = ?1"),
+                [key_hash],
+                connector_row,
+            )
+            .optional()
         })
         .await
     }
@@ -222,22 +231,33 @@ impl Store {
     /// The connector with this id, if not revoked.
     pub async fn connector(&self, id: String) -> Result<Option<ConnectorRow>, StoreError> {
         self.call(move |c| {
-            c.query_row(&format!("SELECT {CONNECTOR_COLS} FROM connectors WHERE id = ?1 AND revoked = 0"), [id], connector_row)
-                .optional()
+            c.query_row(
+                &format!("SELECT {CONNECTOR_COLS} FROM connectors WHERE id = ?1 AND revoked = 0"),
+                [id],
+                connector_row,
+            )
+            .optional()
         })
         .await
     }
 
     /// The key hash of connector `id`.
     pub async fn connector_key_hash(&self, id: String) -> Result<Option<String>, StoreError> {
-        self.call(move |c| c.query_row("SELECT key_hash FROM connectors WHERE id = ?1", [id], |r| r.get(0)).optional())
-            .await
+        self.call(move |c| {
+            c.query_row("SELECT key_hash FROM connectors WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+        .await
     }
 
     /// Every connector not revoked.
     pub async fn connectors(&self) -> Result<Vec<ConnectorRow>, StoreError> {
         self.call(|c| {
-            let mut stmt = c.prepare(&format!("SELECT {CONNECTOR_COLS} FROM connectors WHERE revoked = 0 ORDER BY created"))?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {CONNECTOR_COLS} FROM connectors WHERE revoked = 0 ORDER BY created"
+            ))?;
             let rows = stmt.query_map([], connector_row)?.collect();
             rows
         })
@@ -245,7 +265,12 @@ impl Store {
     }
 
     /// Adds an authorized connector.
-    pub async fn insert_connector(&self, id: String, key_hash: String, name: String) -> Result<(), StoreError> {
+    pub async fn insert_connector(
+        &self,
+        id: String,
+        key_hash: String,
+        name: String,
+    ) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
                 "INSERT INTO connectors (id, key_hash, name, created) VALUES (?1, ?2, ?3, ?4)",
@@ -257,7 +282,14 @@ impl Store {
     }
 
     /// Records what a live agent said about itself.
-    pub async fn touch_connector(&self, id: String, version: String, os: String, host: String, roots: Vec<String>) -> Result<(), StoreError> {
+    pub async fn touch_connector(
+        &self,
+        id: String,
+        version: String,
+        os: String,
+        host: String,
+        roots: Vec<String>,
+    ) -> Result<(), StoreError> {
         let roots = serde_json::to_string(&roots).unwrap_or_default();
         self.call(move |c| {
             c.execute(
@@ -271,20 +303,38 @@ impl Store {
 
     /// Marks a connector seen now.
     pub async fn seen(&self, id: String) -> Result<(), StoreError> {
-        self.call(move |c| c.execute("UPDATE connectors SET last_seen = ?2 WHERE id = ?1", params![id, now()]).map(drop))
-            .await
+        self.call(move |c| {
+            c.execute(
+                "UPDATE connectors SET last_seen = ?2 WHERE id = ?1",
+                params![id, now()],
+            )
+            .map(drop)
+        })
+        .await
     }
 
     /// Renames a connector; false when there is none.
     pub async fn rename_connector(&self, id: String, name: String) -> Result<bool, StoreError> {
-        self.call(move |c| c.execute("UPDATE connectors SET name = ?2 WHERE id = ?1 AND revoked = 0", params![id, name]).map(|n| n > 0))
-            .await
+        self.call(move |c| {
+            c.execute(
+                "UPDATE connectors SET name = ?2 WHERE id = ?1 AND revoked = 0",
+                params![id, name],
+            )
+            .map(|n| n > 0)
+        })
+        .await
     }
 
     /// Revokes by id; false when there is none.
     pub async fn revoke_connector(&self, id: String) -> Result<bool, StoreError> {
-        self.call(move |c| c.execute("UPDATE connectors SET revoked = 1 WHERE id = ?1 AND revoked = 0", [id]).map(|n| n > 0))
-            .await
+        self.call(move |c| {
+            c.execute(
+                "UPDATE connectors SET revoked = 1 WHERE id = ?1 AND revoked = 0",
+                [id],
+            )
+            .map(|n| n > 0)
+        })
+        .await
     }
 
     /// Revokes by key hash, or records the hash as revoked when it was never authorized.
@@ -334,14 +384,23 @@ impl Store {
 
     /// One job.
     pub async fn job(&self, id: String) -> Result<Option<JobRow>, StoreError> {
-        self.call(move |c| c.query_row(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"), [id], job_row).optional())
-            .await
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_row,
+            )
+            .optional()
+        })
+        .await
     }
 
     /// Every job, newest first.
     pub async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         self.call(|c| {
-            let mut stmt = c.prepare(&format!("SELECT {JOB_COLS} FROM jobs ORDER BY created DESC, rowid DESC"))?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {JOB_COLS} FROM jobs ORDER BY created DESC, rowid DESC"
+            ))?;
             let rows = stmt.query_map([], job_row)?.collect();
             rows
         })
@@ -351,7 +410,9 @@ impl Store {
     /// Jobs that were queued or running when Bifrost stopped.
     pub async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
         self.call(|c| {
-            let mut stmt = c.prepare("SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created")?;
+            let mut stmt = c.prepare(
+                "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created",
+            )?;
             let rows = stmt.query_map([], |r| r.get(0))?.collect();
             rows
         })
@@ -359,18 +420,32 @@ impl Store {
     }
 
     /// Sets a job's state and reason.
-    pub async fn set_job_state(&self, id: String, state: JobState, reason: Option<String>) -> Result<(), StoreError> {
+    pub async fn set_job_state(
+        &self,
+        id: String,
+        state: JobState,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute("UPDATE jobs SET state = ?2, reason = ?3, updated = ?4 WHERE id = ?1", params![id, state.as_str(), reason, now()])
-                .map(drop)
+            c.execute(
+                "UPDATE jobs SET state = ?2, reason = ?3, updated = ?4 WHERE id = ?1",
+                params![id, state.as_str(), reason, now()],
+            )
+            .map(drop)
         })
         .await
     }
 
     /// Marks a job's sources as fully listed.
     pub async fn set_scanned(&self, id: String) -> Result<(), StoreError> {
-        self.call(move |c| c.execute("UPDATE jobs SET scanned = 1, updated = ?2 WHERE id = ?1", params![id, now()]).map(drop))
-            .await
+        self.call(move |c| {
+            c.execute(
+                "UPDATE jobs SET scanned = 1, updated = ?2 WHERE id = ?1",
+                params![id, now()],
+            )
+            .map(drop)
+        })
+        .await
     }
 
     /// Adds files found while scanning; already known ones are left as they are.
@@ -392,7 +467,12 @@ impl Store {
     }
 
     /// Up to `limit` pending files after sequence number `after`, in order.
-    pub async fn pending_files(&self, job: String, after: i64, limit: u32) -> Result<Vec<(i64, PendingFile)>, StoreError> {
+    pub async fn pending_files(
+        &self,
+        job: String,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, PendingFile)>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare(
                 "SELECT seq, source, dest, size, attempts, modified FROM job_files WHERE job = ?1 AND status = 'pending' AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -417,7 +497,15 @@ impl Store {
     }
 
     /// Records a file's result.
-    pub async fn finish_file(&self, job: String, dest: String, status: FileStatus, size: u64, reason: Option<String>, blake3: Option<String>) -> Result<(), StoreError> {
+    pub async fn finish_file(
+        &self,
+        job: String,
+        dest: String,
+        status: FileStatus,
+        size: u64,
+        reason: Option<String>,
+        blake3: Option<String>,
+    ) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
                 "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND dest = ?2",
@@ -430,8 +518,14 @@ impl Store {
 
     /// Counts one more transport failure of a file.
     pub async fn bump_attempts(&self, job: String, dest: String) -> Result<(), StoreError> {
-        self.call(move |c| c.execute("UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND dest = ?2", params![job, dest]).map(drop))
-            .await
+        self.call(move |c| {
+            c.execute(
+                "UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND dest = ?2",
+                params![job, dest],
+            )
+            .map(drop)
+        })
+        .await
     }
 
     /// Per-status counts of a job's files.
@@ -465,7 +559,11 @@ impl Store {
     }
 
     /// A job's per-file report, optionally only one status.
-    pub async fn files(&self, job: String, status: Option<FileStatus>) -> Result<Vec<FileReport>, StoreError> {
+    pub async fn files(
+        &self,
+        job: String,
+        status: Option<FileStatus>,
+    ) -> Result<Vec<FileReport>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare(
                 "SELECT source, dest, size, status, reason, blake3 FROM job_files WHERE job = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
@@ -499,7 +597,9 @@ fn connector_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectorRow> {
         version: r.get(3)?,
         os: r.get(4)?,
         host: r.get(5)?,
-        roots: roots.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
+        roots: roots
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
         last_seen: r.get(7)?,
     })
 }
@@ -507,7 +607,13 @@ fn connector_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectorRow> {
 const JOB_COLS: &str = "id, connector, sources, destination, state, reason, concurrency, scanned, rerun_of, created, updated";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
-    let bad = |i: usize, what: &str| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.to_owned().into());
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            what.to_owned().into(),
+        )
+    };
     let sources: String = r.get(2)?;
     let destination: String = r.get(3)?;
     let state: String = r.get(4)?;

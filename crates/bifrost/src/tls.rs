@@ -19,17 +19,27 @@ impl Identity {
     /// SHA-256 of the leaf certificate: 32 upper-case hex pairs joined by colons.
     pub fn fingerprint(&self) -> String {
         let der = self.chain.first().map(|c| c.as_ref()).unwrap_or_default();
-        Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+        Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
     }
 
     /// Reads a PEM chain and key.
     pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        let pem = std::fs::read(cert).with_context(|| format!("cannot read certificate {}", cert.display()))?;
+        let pem = std::fs::read(cert)
+            .with_context(|| format!("cannot read certificate {}", cert.display()))?;
         let chain = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("{} is not a PEM certificate", cert.display()))?;
-        anyhow::ensure!(!chain.is_empty(), "{} holds no PEM certificate", cert.display());
-        let pem = std::fs::read(key).with_context(|| format!("cannot read key {}", key.display()))?;
+        anyhow::ensure!(
+            !chain.is_empty(),
+            "{} holds no PEM certificate",
+            cert.display()
+        );
+        let pem =
+            std::fs::read(key).with_context(|| format!("cannot read key {}", key.display()))?;
         let key = rustls_pemfile::private_key(&mut pem.as_slice())
             .with_context(|| format!("{} is not a PEM private key", key.display()))?
             .with_context(|| format!("{} holds no private key", key.display()))?;
@@ -40,15 +50,21 @@ impl Identity {
     pub fn self_signed(dir: &Path, names: &[String]) -> anyhow::Result<Self> {
         let (cert, key) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
         if !cert.exists() || !key.exists() {
-            let mut params = rcgen::CertificateParams::new(names.to_vec()).context("invalid certificate name")?;
-            params.distinguished_name.push(rcgen::DnType::CommonName, "Bifrost");
+            let mut params = rcgen::CertificateParams::new(names.to_vec())
+                .context("invalid certificate name")?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "Bifrost");
             let now = time::OffsetDateTime::now_utc();
             params.not_before = now - time::Duration::days(1);
             params.not_after = now + time::Duration::days(3652);
             let pair = rcgen::KeyPair::generate().context("cannot make a key pair")?;
-            let made = params.self_signed(&pair).context("cannot make the certificate")?;
+            let made = params
+                .self_signed(&pair)
+                .context("cannot make the certificate")?;
             write_private(&key, pair.serialize_pem().as_bytes())?;
-            std::fs::write(&cert, made.pem()).with_context(|| format!("cannot write {}", cert.display()))?;
+            std::fs::write(&cert, made.pem())
+                .with_context(|| format!("cannot write {}", cert.display()))?;
         }
         Self::load(&cert, &key)
     }
@@ -76,13 +92,19 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
 /// Where the given certificate files are, if both were given.
-pub fn given(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+pub fn given(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
     match (cert, key) {
         (Some(c), Some(k)) => Ok(Some((c, k))),
         (None, None) => Ok(None),

@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use mover_proto::{header, route, AgentEvent, AgentInfo, SessionState, PROTOCOL_VERSION, TUNNEL_UPGRADE};
+use mover_proto::{
+    header, route, AgentEvent, AgentInfo, SessionState, PROTOCOL_VERSION, TUNNEL_UPGRADE,
+};
 use tokio::sync::watch;
 
 use crate::agent_client::AgentClient;
@@ -27,29 +29,53 @@ static CONN_IDS: AtomicU64 = AtomicU64::new(1);
 pub struct Peer(pub SocketAddr);
 
 fn text(h: &HeaderMap, name: &str) -> String {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().chars().take(200).collect()
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// `GET /tunnel/v1` with `Upgrade: mover-tunnel`.
 pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let h = req.headers();
-    let peer = req.extensions().get::<Peer>().map(|p| p.0.ip()).unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-    if !h.get(http::header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(TUNNEL_UPGRADE.as_bytes())) {
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.ip())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    if !h
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(TUNNEL_UPGRADE.as_bytes()))
+    {
         return ApiError::bad_request("the tunnel needs Upgrade: mover-tunnel").into_response();
     }
     let protocol: u32 = text(h, header::PROTOCOL).parse().unwrap_or(0);
     if protocol != PROTOCOL_VERSION {
-        let which = if protocol < PROTOCOL_VERSION { "update the agent" } else { "update Bifrost" };
-        let msg = format!("the agent speaks protocol {protocol} and Bifrost speaks {PROTOCOL_VERSION}: {which}");
+        let which = if protocol < PROTOCOL_VERSION {
+            "update the agent"
+        } else {
+            "update Bifrost"
+        };
+        let msg = format!(
+            "the agent speaks protocol {protocol} and Bifrost speaks {PROTOCOL_VERSION}: {which}"
+        );
         return ApiError::new(StatusCode::UPGRADE_REQUIRED, msg).into_response();
     }
     let key = text(h, header::KEY);
     if !crate::is_valid_key(&key) {
-        return ApiError::bad_request("the connector key must be 32 lowercase hex characters").into_response();
+        return ApiError::bad_request("the connector key must be 32 lowercase hex characters")
+            .into_response();
     }
     let hash = key_hash(&key);
     let previous = text(h, header::PREVIOUS_KEY);
-    let info = AgentInfo { version: text(h, header::VERSION), os: text(h, header::OS), host: text(h, header::HOST), roots: vec![] };
+    let info = AgentInfo {
+        version: text(h, header::VERSION),
+        os: text(h, header::OS),
+        host: text(h, header::HOST),
+        roots: vec![],
+    };
     let known = match app.store.connector_by_key(hash.clone()).await {
         Ok(row) => row,
         Err(e) => return ApiError::internal(e).into_response(),
@@ -71,7 +97,10 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
         Some((_, name)) => SessionState::Authorized { name: name.clone() },
         None => SessionState::Waiting,
     };
-    if connector.is_none() && app.registry.by_key(&hash).is_none() && app.registry.waiting_from(peer) >= MAX_WAITING_PER_ADDR {
+    if connector.is_none()
+        && app.registry.by_key(&hash).is_none()
+        && app.registry.waiting_from(peer) >= MAX_WAITING_PER_ADDR
+    {
         let msg = format!("too many agents from {peer} are waiting for authorization");
         return ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
     }
@@ -83,8 +112,14 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
         }
     });
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
-    res.headers_mut().insert(http::header::UPGRADE, HeaderValue::from_static(TUNNEL_UPGRADE));
+    res.headers_mut().insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    res.headers_mut().insert(
+        http::header::UPGRADE,
+        HeaderValue::from_static(TUNNEL_UPGRADE),
+    );
     if let Ok(v) = HeaderValue::from_str(&serde_json::to_string(&session).unwrap_or_default()) {
         res.headers_mut().insert(header::SESSION, v);
     }
@@ -140,7 +175,12 @@ async fn run(
     if let Some(old) = app.registry.insert(hash.clone(), live) {
         tracing::info!(key = %&hash[..8], "a newer tunnel replaces the older one with the same key");
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), old.client.post_json(route::SESSION, &SessionState::Replaced)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                old.client
+                    .post_json(route::SESSION, &SessionState::Replaced),
+            )
+            .await;
             old.close.send_replace(true);
         });
     }
@@ -177,7 +217,10 @@ async fn follow_events(app: Arc<App>, client: AgentClient, hash: String, conn_id
                 Ok(AgentEvent::Hello(info)) => {
                     app.registry.set_info(&hash, conn_id, info.clone());
                     if let Some(id) = app.registry.by_key(&hash).and_then(|l| l.connector) {
-                        let _ = app.store.touch_connector(id, info.version, info.os, info.host, info.roots).await;
+                        let _ = app
+                            .store
+                            .touch_connector(id, info.version, info.os, info.host, info.roots)
+                            .await;
                     }
                 }
                 Ok(AgentEvent::Heartbeat) => {}

@@ -17,17 +17,28 @@ fn key_is_made_once_kept_and_reset() {
     let mut agent = Agent::start_for(&home, &bifrost, &ca, &share);
     let key = agent.key();
     assert_eq!(key.len(), 32);
-    assert!(key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(key
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(home.join("connector.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(home.join("connector.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let sock = std::fs::metadata(home.join("agent.sock")).unwrap().permissions().mode();
+        let sock = std::fs::metadata(home.join("agent.sock"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(sock & 0o777, 0o600);
     }
     bifrost.wait_connector("waiting", |c| c["state"] == "waiting");
-    let id = bifrost.authorize(&key, "fs1")["id"].as_str().unwrap().to_owned();
+    let id = bifrost.authorize(&key, "fs1")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     agent.wait_status("authorized as fs1", Duration::from_secs(5));
     agent.cli(&["stop"]);
     agent.wait_exit();
@@ -46,7 +57,10 @@ fn key_is_made_once_kept_and_reset() {
     agent.remember_key();
     assert!(agent.stdout.all().contains(&new_key));
     agent.wait_status("waiting for authorization", Duration::from_secs(10));
-    assert!(bifrost.connectors().iter().all(|c| c["id"] != id.as_str()), "the old connector is gone");
+    assert!(
+        bifrost.connectors().iter().all(|c| c["id"] != id.as_str()),
+        "the old connector is gone"
+    );
     // The old key can no longer be authorized or used.
     let (status, _) = bifrost.api("POST", "/api/v1/connectors", Some(json!({"key": key})));
     assert_eq!(status, 404);
@@ -70,16 +84,43 @@ fn waiting_authorize_unknown_and_bad_keys() {
     let agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
     let waiting = bifrost.wait_connector("the agent to wait", |c| c["state"] == "waiting");
     // Nothing is served before authorization.
-    let (status, body) = bifrost.api("GET", &format!("/api/v1/connectors/{}/browse?path=/", waiting["id"].as_str().unwrap()), None);
+    let (status, body) = bifrost.api(
+        "GET",
+        &format!(
+            "/api/v1/connectors/{}/browse?path=/",
+            waiting["id"].as_str().unwrap()
+        ),
+        None,
+    );
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("waiting for authorization"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("waiting for authorization"));
 
-    let (status, body) = bifrost.api("POST", "/api/v1/connectors", Some(json!({"key": "0123456789abcdef0123456789abcdef"})));
+    let (status, body) = bifrost.api(
+        "POST",
+        "/api/v1/connectors",
+        Some(json!({"key": "0123456789abcdef0123456789abcdef"})),
+    );
     assert_eq!(status, 404);
-    assert!(body["error"].as_str().unwrap().contains("no agent is waiting with this key"), "{body}");
-    let (status, body) = bifrost.api("POST", "/api/v1/connectors", Some(json!({"key": "not-a-key"})));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no agent is waiting with this key"),
+        "{body}"
+    );
+    let (status, body) = bifrost.api(
+        "POST",
+        "/api/v1/connectors",
+        Some(json!({"key": "not-a-key"})),
+    );
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("32 hexadecimal"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("32 hexadecimal"),
+        "{body}"
+    );
 
     // Pasted with spaces around it: trimmed. Takes effect on the live tunnel within a second.
     let started = Instant::now();
@@ -91,9 +132,17 @@ fn waiting_authorize_unknown_and_bad_keys() {
     assert!(c["os"].as_str().unwrap().starts_with(std::env::consts::OS));
     assert!(!c["host"].as_str().unwrap().is_empty());
     assert_eq!(c["name"], c["host"], "the name defaults to the host name");
-    let (status, _) = bifrost.api("POST", "/api/v1/connectors", Some(json!({"key": agent.key()})));
+    let (status, _) = bifrost.api(
+        "POST",
+        "/api/v1/connectors",
+        Some(json!({"key": agent.key()})),
+    );
     assert_eq!(status, 409, "a key authorized twice");
-    let (status, body) = bifrost.api("PATCH", &format!("/api/v1/connectors/{}", c["id"].as_str().unwrap()), Some(json!({"name": "HR"})));
+    let (status, body) = bifrost.api(
+        "PATCH",
+        &format!("/api/v1/connectors/{}", c["id"].as_str().unwrap()),
+        Some(json!({"name": "HR"})),
+    );
     assert_eq!(status, 200, "{body}");
     agent.wait_status("authorized as HR", Duration::from_secs(5));
 }
@@ -114,9 +163,14 @@ fn two_agents_with_one_key_the_newer_wins() {
     std::fs::copy(a.home.join("connector.key"), home_b.join("connector.key")).unwrap();
     let b = Agent::start_for(&home_b, &bifrost, &ca, &share_b);
     b.wait_status("authorized as fs1", Duration::from_secs(10));
-    a.wait_status("another agent with this key connected", Duration::from_secs(5));
+    a.wait_status(
+        "another agent with this key connected",
+        Duration::from_secs(5),
+    );
     let id = c["id"].as_str().unwrap();
-    let now = bifrost.wait_connector("the newer agent's shares", |x| x["id"] == id && x["roots"][0] == share_b.to_str().unwrap());
+    let now = bifrost.wait_connector("the newer agent's shares", |x| {
+        x["id"] == id && x["roots"][0] == share_b.to_str().unwrap()
+    });
     assert_eq!(now["state"], "online");
     // The older agent stays out of the way rather than taking the key back.
     std::thread::sleep(Duration::from_secs(3));
@@ -128,13 +182,26 @@ fn two_agents_with_one_key_the_newer_wins() {
 fn revoking_drops_the_tunnel() {
     let w = World::new();
     let started = Instant::now();
-    let (status, _) = w.bifrost.api("DELETE", &format!("/api/v1/connectors/{}", w.connector), None);
+    let (status, _) = w.bifrost.api(
+        "DELETE",
+        &format!("/api/v1/connectors/{}", w.connector),
+        None,
+    );
     assert_eq!(status, 204);
-    let status = w.agent.wait_status("revoked by Bifrost", Duration::from_secs(5));
+    let status = w
+        .agent
+        .wait_status("revoked by Bifrost", Duration::from_secs(5));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(status.contains("Mover Agent Status: offline"), "{status}");
-    assert!(w.bifrost.connectors().is_empty(), "a revoked connector leaves the list");
-    let (status, _) = w.bifrost.api("GET", &format!("/api/v1/connectors/{}/browse?path=/", w.connector), None);
+    assert!(
+        w.bifrost.connectors().is_empty(),
+        "a revoked connector leaves the list"
+    );
+    let (status, _) = w.bifrost.api(
+        "GET",
+        &format!("/api/v1/connectors/{}/browse?path=/", w.connector),
+        None,
+    );
     assert_eq!(status, 404);
     // It stays revoked across reconnects.
     std::thread::sleep(Duration::from_secs(2));

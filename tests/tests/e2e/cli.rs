@@ -5,7 +5,9 @@ use std::time::Duration;
 use crate::support::{cli, lines, Agent, Bifrost, TestCa};
 
 fn is_key(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[test]
@@ -18,8 +20,13 @@ fn help_and_version() {
         assert!(l[0].starts_with("Mover Agent "), "{l:?}");
         assert!(l.contains(&"Usage: agent [options] [command]".to_owned()));
         assert!(l.contains(&"Options:".to_owned()));
-        assert!(l.iter().any(|x| x.trim() == "-? | -h | --help  Show help information"));
-        assert!(l.iter().any(|x| x.trim().starts_with("-v | --version") && x.ends_with("Show version information")));
+        assert!(l
+            .iter()
+            .any(|x| x.trim() == "-? | -h | --help  Show help information"));
+        assert!(l
+            .iter()
+            .any(|x| x.trim().starts_with("-v | --version")
+                && x.ends_with("Show version information")));
         let commands: Vec<&str> = l
             .iter()
             .skip_while(|x| *x != "Commands:")
@@ -27,18 +34,40 @@ fn help_and_version() {
             .take_while(|x| !x.is_empty())
             .map(|x| x.split_whitespace().next().unwrap())
             .collect();
-        assert_eq!(commands, ["connect", "disconnect", "monitor", "start", "status", "stop"]);
-        assert_eq!(l.last().unwrap(), "Use \"agent [command] --help\" for more information about a command.");
+        assert_eq!(
+            commands,
+            [
+                "connect",
+                "disconnect",
+                "monitor",
+                "start",
+                "status",
+                "stop"
+            ]
+        );
+        assert_eq!(
+            l.last().unwrap(),
+            "Use \"agent [command] --help\" for more information about a command."
+        );
     }
     for flag in ["-v", "--version"] {
         let out = cli(dir.path(), &[flag]);
         let l = lines(&out);
         assert_eq!(l[0], "Mover Agent");
-        assert!(l[1].starts_with(&format!("{} (", env!("CARGO_PKG_VERSION"))) && l[1].ends_with(')'), "{l:?}");
+        assert!(
+            l[1].starts_with(&format!("{} (", env!("CARGO_PKG_VERSION"))) && l[1].ends_with(')'),
+            "{l:?}"
+        );
     }
     let out = cli(dir.path(), &["start", "--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for opt in ["--relay", "--relay-ca", "--relay-fingerprint", "--share", "--reset-key"] {
+    for opt in [
+        "--relay",
+        "--relay-ca",
+        "--relay-fingerprint",
+        "--share",
+        "--reset-key",
+    ] {
         assert!(text.contains(opt), "start --help lacks {opt}: {text}");
     }
 }
@@ -49,7 +78,11 @@ fn commands_say_not_running_without_an_agent() {
     for cmd in ["status", "stop", "connect", "disconnect", "monitor"] {
         let out = cli(dir.path(), &[cmd]);
         assert_eq!(out.status.code(), Some(1), "{cmd}");
-        assert_eq!(lines(&out), ["Connecting to Mover Agent", "Mover Agent is not running"], "{cmd}");
+        assert_eq!(
+            lines(&out),
+            ["Connecting to Mover Agent", "Mover Agent is not running"],
+            "{cmd}"
+        );
     }
 }
 
@@ -64,9 +97,19 @@ fn start_status_disconnect_connect_monitor_stop() {
     let mut agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
     let key = agent.key();
     let start = agent.stdout.all();
-    assert_eq!(start[..4], ["Mover Agent Starting", "Mover Agent Key:", &key, "Ctrl-C To Stop"]);
+    assert_eq!(
+        start[..4],
+        [
+            "Mover Agent Starting",
+            "Mover Agent Key:",
+            &key,
+            "Ctrl-C To Stop"
+        ]
+    );
     assert!(is_key(&key));
-    assert!(start.contains(&format!("Bifrost service initialized with connector key: {key}")));
+    assert!(start.contains(&format!(
+        "Bifrost service initialized with connector key: {key}"
+    )));
 
     // A second start in the same home refuses.
     let again = agent.cli(&["start"]);
@@ -76,7 +119,13 @@ fn start_status_disconnect_connect_monitor_stop() {
     let status = agent.wait_status("waiting for authorization", Duration::from_secs(10));
     assert_eq!(
         status.lines().collect::<Vec<_>>(),
-        ["Connecting to Mover Agent", "Mover Agent Key:", &key, "Mover Agent Status: online", "waiting for authorization"]
+        [
+            "Connecting to Mover Agent",
+            "Mover Agent Key:",
+            &key,
+            "Mover Agent Status: online",
+            "waiting for authorization"
+        ]
     );
     bifrost.authorize(&key, "Finance server");
     agent.wait_status("authorized as Finance server", Duration::from_secs(5));
@@ -94,32 +143,86 @@ fn start_status_disconnect_connect_monitor_stop() {
     let port = bifrost.addr.rsplit(':').next().unwrap();
     assert_eq!(
         mon.all()[..5],
-        ["Connecting to Mover Agent", "Mover Agent Key:", &key, &format!("Connected to 127.0.0.1 on port {port}."), "Ready to transfer!"]
+        [
+            "Connecting to Mover Agent",
+            "Mover Agent Key:",
+            &key,
+            &format!("Connected to 127.0.0.1 on port {port}."),
+            "Ready to transfer!"
+        ]
     );
     let connector = bifrost.connectors()[0]["id"].as_str().unwrap().to_owned();
     let docs = share.join("docs");
-    let (code, _) = bifrost.api("GET", &format!("/api/v1/connectors/{connector}/browse?path={}", docs.display()), None);
+    let (code, _) = bifrost.api(
+        "GET",
+        &format!(
+            "/api/v1/connectors/{connector}/browse?path={}",
+            docs.display()
+        ),
+        None,
+    );
     assert_eq!(code, 200);
-    let job = bifrost.create_job(&connector, &[docs.to_str().unwrap()], &dir.path().join("dest"), None);
+    let job = bifrost.create_job(
+        &connector,
+        &[docs.to_str().unwrap()],
+        &dir.path().join("dest"),
+        None,
+    );
     bifrost.wait_job(&job, Duration::from_secs(20));
-    mon.wait_line("a Browse: line", |l| l == format!("Browse: {}", docs.display()));
-    mon.wait_line("an Upload: line", |l| l == format!("Upload: {}", docs.join("file.txt").display()));
+    mon.wait_line("a Browse: line", |l| {
+        l == format!("Browse: {}", docs.display())
+    });
+    mon.wait_line("an Upload: line", |l| {
+        l == format!("Upload: {}", docs.join("file.txt").display())
+    });
 
     let out = agent.cli(&["disconnect"]);
-    assert_eq!(lines(&out), ["Connecting to Mover Agent", "Sending disconnect command", "Mover Agent disconnected."]);
+    assert_eq!(
+        lines(&out),
+        [
+            "Connecting to Mover Agent",
+            "Sending disconnect command",
+            "Mover Agent disconnected."
+        ]
+    );
     let status = agent.status();
-    assert!(status.ends_with("Mover Agent Status: offline\ndisconnected by user\n"), "{status}");
+    assert!(
+        status.ends_with("Mover Agent Status: offline\ndisconnected by user\n"),
+        "{status}"
+    );
     bifrost.wait_connector("the connector to be offline", |c| c["state"] == "offline");
     let out = agent.cli(&["connect"]);
-    assert_eq!(lines(&out), ["Connecting to Mover Agent", "Sending connect command", "Mover Agent connected."]);
-    agent.wait_status("Mover Agent Status: online\nauthorized as Finance server", Duration::from_secs(5));
+    assert_eq!(
+        lines(&out),
+        [
+            "Connecting to Mover Agent",
+            "Sending connect command",
+            "Mover Agent connected."
+        ]
+    );
+    agent.wait_status(
+        "Mover Agent Status: online\nauthorized as Finance server",
+        Duration::from_secs(5),
+    );
 
     let out = agent.cli(&["stop"]);
-    assert_eq!(lines(&out), ["Connecting to Mover Agent", "Sending stop command", "Mover Agent Stopping", "Mover Agent stopped"]);
+    assert_eq!(
+        lines(&out),
+        [
+            "Connecting to Mover Agent",
+            "Sending stop command",
+            "Mover Agent Stopping",
+            "Mover Agent stopped"
+        ]
+    );
     assert!(out.status.success());
     assert!(agent.wait_exit().success());
-    assert!(agent.stdout.all().contains(&"Mover Agent Stopping".to_owned()));
+    assert!(agent
+        .stdout
+        .all()
+        .contains(&"Mover Agent Stopping".to_owned()));
     let _ = monitor.kill();
+    let _ = monitor.wait();
     assert_eq!(agent.cli(&["status"]).status.code(), Some(1));
 }
 
@@ -127,31 +230,58 @@ fn start_status_disconnect_connect_monitor_stop() {
 fn status_says_why_when_offline() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on this port: take a free one and close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let relay = format!("https://127.0.0.1:{port}");
-    let agent = Agent::start(&dir.path().join("home"), &["--relay", &relay, "--relay-fingerprint", &"ab".repeat(32)]);
+    let agent = Agent::start(
+        &dir.path().join("home"),
+        &["--relay", &relay, "--relay-fingerprint", &"ab".repeat(32)],
+    );
     let status = agent.wait_status("cannot reach", Duration::from_secs(10));
     let l: Vec<&str> = status.lines().collect();
     assert_eq!(l[3], "Mover Agent Status: offline");
-    assert!(l[4].starts_with(&format!("cannot reach 127.0.0.1:{port}: ")), "{status}");
+    assert!(
+        l[4].starts_with(&format!("cannot reach 127.0.0.1:{port}: ")),
+        "{status}"
+    );
     assert_eq!(agent.cli(&["status"]).status.code(), Some(0));
 
     // The relay settings were saved: a plain start reuses them.
     drop(agent);
     let agent = Agent::start(&dir.path().join("home"), &[]);
-    agent.wait_status(&format!("cannot reach 127.0.0.1:{port}"), Duration::from_secs(10));
+    agent.wait_status(
+        &format!("cannot reach 127.0.0.1:{port}"),
+        Duration::from_secs(10),
+    );
 }
 
 #[test]
 fn proxy_failure_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let proxy = format!("http://127.0.0.1:{port}");
     let agent = Agent::start_env(
         &dir.path().join("home"),
-        &["--relay", "https://bifrost.invalid:8443", "--relay-fingerprint", &"ab".repeat(32)],
+        &[
+            "--relay",
+            "https://bifrost.invalid:8443",
+            "--relay-fingerprint",
+            &"ab".repeat(32),
+        ],
         &[("HTTPS_PROXY", &proxy)],
     );
     let status = agent.wait_status("proxy 127.0.0.1", Duration::from_secs(10));
-    assert!(status.contains(&format!("Mover Agent Status: offline\nproxy 127.0.0.1:{port}: ")), "{status}");
+    assert!(
+        status.contains(&format!(
+            "Mover Agent Status: offline\nproxy 127.0.0.1:{port}: "
+        )),
+        "{status}"
+    );
 }

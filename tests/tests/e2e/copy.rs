@@ -12,7 +12,13 @@ fn tree(root: &Path) -> Vec<String> {
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             let ft = e.file_type().unwrap();
-            let rel = e.path().strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
             if ft.is_dir() {
                 out.push(format!("{rel}/"));
                 stack.push(e.path());
@@ -37,7 +43,10 @@ fn browse_then_copy_a_tree_exactly() {
         ("empty.txt", vec![]),
         ("big.bin", noise(5 * 1024 * 1024, 7)),
         ("Q1 report.txt", b"quarter one".to_vec()),
-        ("Übersicht/Jahresabschluß 2026.txt", "grüße".as_bytes().to_vec()),
+        (
+            "Übersicht/Jahresabschluß 2026.txt",
+            "grüße".as_bytes().to_vec(),
+        ),
         ("a/b/c/deep.txt", b"deep".to_vec()),
         ("日本語/ファイル.txt", "こんにちは".as_bytes().to_vec()),
     ];
@@ -46,7 +55,11 @@ fn browse_then_copy_a_tree_exactly() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, data).unwrap();
         // Distinct times with nanoseconds, so a lost mtime shows.
-        filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(1_600_000_000 + i as i64 * 1000, 123_456_789)).unwrap();
+        filetime::set_file_mtime(
+            &p,
+            filetime::FileTime::from_unix_time(1_600_000_000 + i as i64 * 1000, 123_456_789),
+        )
+        .unwrap();
     }
     std::fs::create_dir_all(root.join("empty folder")).unwrap();
 
@@ -60,17 +73,26 @@ fn browse_then_copy_a_tree_exactly() {
     assert_eq!(entry["name"], "Jahresabschluß 2026.txt");
     assert_eq!(entry["kind"], "file");
     assert_eq!(entry["size"], "grüße".len());
-    assert!(entry["modified"].as_str().unwrap().starts_with("2020-09-13T"));
+    assert!(entry["modified"]
+        .as_str()
+        .unwrap()
+        .starts_with("2020-09-13T"));
     let (status, stat) = w.bifrost.api(
         "GET",
-        &format!("/api/v1/connectors/{}/stat?path={}", w.connector, form_encode(&w.src("Finance/big.bin"))),
+        &format!(
+            "/api/v1/connectors/{}/stat?path={}",
+            w.connector,
+            form_encode(&w.src("Finance/big.bin"))
+        ),
         None,
     );
     assert_eq!(status, 200);
     assert_eq!(stat["size"], 5 * 1024 * 1024);
 
     let dest = w.dir.path().join("dest");
-    let job = w.bifrost.create_job(&w.connector, &[&w.src("Finance")], &dest, None);
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[&w.src("Finance")], &dest, None);
     let done = w.bifrost.wait_job(&job, Duration::from_secs(60));
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["files_total"], 7);
@@ -82,29 +104,57 @@ fn browse_then_copy_a_tree_exactly() {
     for (rel, data) in &files {
         let got = std::fs::read(copied.join(rel)).unwrap();
         assert!(got == *data, "{rel} differs");
-        assert_eq!(mtime(&copied.join(rel)), mtime(&root.join(rel)), "{rel} modification time");
+        assert_eq!(
+            mtime(&copied.join(rel)),
+            mtime(&root.join(rel)),
+            "{rel} modification time"
+        );
     }
-    assert!(!tree(&dest).iter().any(|p| p.contains(".mover-part")), "no temp files left");
+    assert!(
+        !tree(&dest).iter().any(|p| p.contains(".mover-part")),
+        "no temp files left"
+    );
 
     let report = w.bifrost.files(&job);
     assert_eq!(report.len(), 7);
     for (rel, data) in &files {
-        let line = report.iter().find(|f| f["destination"] == format!("Finance/{rel}")).unwrap_or_else(|| panic!("{rel} not in report"));
+        let line = report
+            .iter()
+            .find(|f| f["destination"] == format!("Finance/{rel}"))
+            .unwrap_or_else(|| panic!("{rel} not in report"));
         assert_eq!(line["status"], "copied");
         assert_eq!(line["blake3"], blake3::hash(data).to_hex().as_str());
     }
 
     // A re-run copies nothing new; after one change it copies exactly that file.
-    let (status, rerun) = w.bifrost.api("POST", &format!("/api/v1/jobs/{job}/rerun"), None);
+    let (status, rerun) = w
+        .bifrost
+        .api("POST", &format!("/api/v1/jobs/{job}/rerun"), None);
     assert_eq!(status, 201, "{rerun}");
-    let rerun = w.bifrost.wait_job(rerun["id"].as_str().unwrap(), Duration::from_secs(30));
-    assert_eq!((rerun["files_done"].as_u64(), rerun["files_skipped"].as_u64()), (Some(1), Some(6)), "{rerun}");
+    let rerun = w
+        .bifrost
+        .wait_job(rerun["id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(
+        (
+            rerun["files_done"].as_u64(),
+            rerun["files_skipped"].as_u64()
+        ),
+        (Some(1), Some(6)),
+        "{rerun}"
+    );
     std::fs::write(root.join("Q1 report.txt"), b"quarter one, revised").unwrap();
-    let (_, rerun2) = w.bifrost.api("POST", &format!("/api/v1/jobs/{job}/rerun"), None);
-    let rerun2 = w.bifrost.wait_job(rerun2["id"].as_str().unwrap(), Duration::from_secs(30));
+    let (_, rerun2) = w
+        .bifrost
+        .api("POST", &format!("/api/v1/jobs/{job}/rerun"), None);
+    let rerun2 = w
+        .bifrost
+        .wait_job(rerun2["id"].as_str().unwrap(), Duration::from_secs(30));
     // The empty folder is "copied" again (it is recreated, cheaply); one file changed.
     assert_eq!(rerun2["files_done"], 2, "{rerun2}");
-    assert_eq!(std::fs::read(copied.join("Q1 report.txt")).unwrap(), b"quarter one, revised");
+    assert_eq!(
+        std::fs::read(copied.join("Q1 report.txt")).unwrap(),
+        b"quarter one, revised"
+    );
 }
 
 #[test]
@@ -122,7 +172,11 @@ fn symlinks_and_single_files_and_paging() {
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let mut path = format!("/api/v1/connectors/{}/browse?path={}", w.connector, form_encode(dir.to_str().unwrap()));
+        let mut path = format!(
+            "/api/v1/connectors/{}/browse?path={}",
+            w.connector,
+            form_encode(dir.to_str().unwrap())
+        );
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={}", form_encode(c)));
         }
@@ -145,17 +199,25 @@ fn symlinks_and_single_files_and_paging() {
 
     let dest = w.dir.path().join("dest");
     let one = w.src("many/f0042");
-    let job = w.bifrost.create_job(&w.connector, &[&w.src("many"), &one], &dest, Some(16));
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[&w.src("many"), &one], &dest, Some(16));
     let done = w.bifrost.wait_job(&job, Duration::from_secs(120));
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["files_done"], 2501);
     assert_eq!(std::fs::read_to_string(dest.join("f0042")).unwrap(), "42");
-    assert_eq!(std::fs::read_to_string(dest.join("many/f2499")).unwrap(), "2499");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("many/f2499")).unwrap(),
+        "2499"
+    );
     #[cfg(unix)]
     {
         assert_eq!(done["files_skipped"], 1);
         let report = w.bifrost.files(&job);
-        let link = report.iter().find(|f| f["destination"] == "many/link").unwrap();
+        let link = report
+            .iter()
+            .find(|f| f["destination"] == "many/link")
+            .unwrap();
         assert_eq!(link["status"], "skipped");
         assert!(link["reason"].as_str().unwrap().contains("symbolic link"));
         assert!(!dest.join("many/link").exists());

@@ -7,7 +7,11 @@ use crate::support::{noise, wait_for, World};
 fn make_files(dir: &std::path::Path, count: usize, size: usize) {
     std::fs::create_dir_all(dir).unwrap();
     for i in 0..count {
-        std::fs::write(dir.join(format!("file{i:03}.bin")), noise(size, i as u64 + 1)).unwrap();
+        std::fs::write(
+            dir.join(format!("file{i:03}.bin")),
+            noise(size, i as u64 + 1),
+        )
+        .unwrap();
     }
 }
 
@@ -15,7 +19,11 @@ fn assert_same_files(src: &std::path::Path, dest: &std::path::Path) {
     let mut n = 0;
     for e in std::fs::read_dir(src).unwrap().flatten() {
         let copied = dest.join(e.file_name());
-        assert!(std::fs::read(e.path()).unwrap() == std::fs::read(&copied).unwrap(), "{} differs", copied.display());
+        assert!(
+            std::fs::read(e.path()).unwrap() == std::fs::read(&copied).unwrap(),
+            "{} differs",
+            copied.display()
+        );
         n += 1;
     }
     assert!(n > 0);
@@ -27,14 +35,20 @@ fn bifrost_killed_and_restarted_mid_job() {
     let src = w.share.join("data");
     make_files(&src, 60, 4 * 1024 * 1024);
     let dest = w.dir.path().join("dest");
-    let job = w.bifrost.create_job(&w.connector, &[src.to_str().unwrap()], &dest, Some(1));
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[src.to_str().unwrap()], &dest, Some(1));
     let at_kill = wait_for(Duration::from_secs(60), "some files copied", || {
         let j = w.bifrost.job(&job);
         (j["files_done"].as_u64().unwrap() >= 2).then_some(j)
     });
     w.bifrost.restart(&w.ca);
-    assert_eq!(at_kill["state"], "running", "the job was still running when Bifrost was killed: {at_kill}");
-    w.agent.wait_status("authorized as fs1", Duration::from_secs(30));
+    assert_eq!(
+        at_kill["state"], "running",
+        "the job was still running when Bifrost was killed: {at_kill}"
+    );
+    w.agent
+        .wait_status("authorized as fs1", Duration::from_secs(30));
     let done = w.bifrost.wait_job(&job, Duration::from_secs(120));
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["files_done"], 60);
@@ -54,7 +68,9 @@ fn link_cut_mid_file_resumes_with_range() {
     let data = noise(400 * 1024 * 1024, 99);
     std::fs::write(src.join("huge.bin"), &data).unwrap();
     let dest = w.dir.path().join("dest");
-    let job = w.bifrost.create_job(&w.connector, &[src.to_str().unwrap()], &dest, Some(1));
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[src.to_str().unwrap()], &dest, Some(1));
     wait_for(Duration::from_secs(60), "part of the file copied", || {
         let j = w.bifrost.job(&job);
         let done = j["bytes_done"].as_u64().unwrap();
@@ -64,17 +80,26 @@ fn link_cut_mid_file_resumes_with_range() {
     assert!(out.status.success());
     let j = w.bifrost.job(&job);
     assert_eq!(j["state"], "running", "{j}");
-    assert_eq!(j["files_done"], 0, "the file was still in flight when the link was cut: {j}");
+    assert_eq!(
+        j["files_done"], 0,
+        "the file was still in flight when the link was cut: {j}"
+    );
     let out = w.agent.cli(&["connect"]);
     assert!(out.status.success());
     let done = w.bifrost.wait_job(&job, Duration::from_secs(120));
     assert_eq!(done["state"], "completed", "{done}");
     let copied = std::fs::read(dest.join("big/huge.bin")).unwrap();
     assert!(copied == data, "the resumed file differs");
-    assert_eq!(w.bifrost.files(&job)[0]["blake3"], blake3::hash(&data).to_hex().as_str());
+    assert_eq!(
+        w.bifrost.files(&job)[0]["blake3"],
+        blake3::hash(&data).to_hex().as_str()
+    );
     // The second read started where the first stopped, not at zero.
     let logs = w.agent.logs();
-    let resumed = logs.lines().filter(|l| l.contains("huge.bin") && l.contains(" read")).any(|l| !l.contains("start=0"));
+    let resumed = logs
+        .lines()
+        .filter(|l| l.contains("huge.bin") && l.contains(" read"))
+        .any(|l| !l.contains("start=0"));
     assert!(resumed, "no ranged read in the agent log:\n{logs}");
 }
 
@@ -84,21 +109,46 @@ fn file_deleted_mid_job_is_reported_and_the_rest_completes() {
     let src = w.share.join("data");
     make_files(&src, 30, 2 * 1024 * 1024);
     let dest = w.dir.path().join("dest");
-    let job = w.bifrost.create_job(&w.connector, &[src.to_str().unwrap()], &dest, Some(1));
-    let victim = wait_for(Duration::from_secs(60), "a pending file late in the job", || {
-        let report = w.bifrost.files(&job);
-        let done = report.iter().filter(|f| f["status"] == "copied").count();
-        (report.len() == 30 && done >= 1).then(|| report.last().unwrap()["source"].as_str().unwrap().to_owned())
-    });
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[src.to_str().unwrap()], &dest, Some(1));
+    let victim = wait_for(
+        Duration::from_secs(60),
+        "a pending file late in the job",
+        || {
+            let report = w.bifrost.files(&job);
+            let done = report.iter().filter(|f| f["status"] == "copied").count();
+            (report.len() == 30 && done >= 1).then(|| {
+                report.last().unwrap()["source"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        },
+    );
     std::fs::remove_file(&victim).unwrap();
     let done = w.bifrost.wait_job(&job, Duration::from_secs(120));
     assert_eq!(done["state"], "completed_with_errors", "{done}");
-    assert_eq!((done["files_done"].as_u64(), done["files_failed"].as_u64()), (Some(29), Some(1)));
+    assert_eq!(
+        (done["files_done"].as_u64(), done["files_failed"].as_u64()),
+        (Some(29), Some(1))
+    );
     let report = w.bifrost.files(&job);
     let failed: Vec<_> = report.iter().filter(|f| f["status"] == "failed").collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["source"], victim.as_str());
-    assert!(failed[0]["reason"].as_str().unwrap().contains("no longer exists"), "{}", failed[0]);
-    let (_, only_failed) = w.bifrost.api("GET", &format!("/api/v1/jobs/{job}/files?status=failed"), None);
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists"),
+        "{}",
+        failed[0]
+    );
+    let (_, only_failed) = w.bifrost.api(
+        "GET",
+        &format!("/api/v1/jobs/{job}/files?status=failed"),
+        None,
+    );
     assert_eq!(only_failed["files"].as_array().unwrap().len(), 1);
 }

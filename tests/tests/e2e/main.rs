@@ -1,4 +1,6 @@
 //! End-to-end tests: the real `bifrost` and `agent` binaries on loopback.
+// A failed unwrap in a test is a failed test with its location: what a test should do.
+#![allow(clippy::unwrap_used)]
 
 mod auth;
 mod bad_input;

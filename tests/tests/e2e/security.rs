@@ -19,20 +19,30 @@ fn paths_outside_the_rules_are_refused() {
     let cases = [
         ("relative/path".to_owned(), 403, "not absolute"),
         (format!("{share}/in/../../outside"), 403, "'..'"),
-        (outside.to_str().unwrap().to_owned(), 403, "outside the shared folders"),
+        (
+            outside.to_str().unwrap().to_owned(),
+            403,
+            "outside the shared folders",
+        ),
         (format!("{share}/missing"), 404, "does not exist"),
         (format!("{share}/in\0x"), 400, "NUL"),
     ];
     for (path, code, text) in cases {
         let (status, body) = w.browse(&path);
         assert_eq!(status, code, "{path}: {body}");
-        assert!(body["error"].as_str().unwrap().contains(text), "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(text),
+            "{path}: {body}"
+        );
     }
     #[cfg(unix)]
     {
         let (status, body) = w.browse(&format!("{share}/escape"));
         assert_eq!(status, 403, "{body}");
-        assert!(body["error"].as_str().unwrap().contains("symbolic link"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("symbolic link"),
+            "{body}"
+        );
         let (status, _) = w.browse(&format!("{share}/escape/secret.txt"));
         assert_eq!(status, 403);
         // A job cannot read through it either.
@@ -51,28 +61,54 @@ fn a_wrong_fingerprint_is_refused_and_the_right_one_works() {
     // Bifrost's own self-signed certificate: the fingerprint it prints is the one to pin.
     let bifrost = Bifrost::spawn(&dir.path().join("data"), "127.0.0.1:0", None);
     assert_eq!(bifrost.fingerprint.len(), 95);
-    assert!(bifrost.fingerprint.split(':').all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())));
-    assert!(bifrost.stdout.all().iter().any(|l| l.starts_with("Admin token: ")));
+    assert!(bifrost.fingerprint.split(':').all(|p| p.len() == 2
+        && p.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())));
+    assert!(bifrost
+        .stdout
+        .all()
+        .iter()
+        .any(|l| l.starts_with("Admin token: ")));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("data/admin.token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("data/admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let wrong = "00".repeat(32);
-    let agent = Agent::start(&dir.path().join("home"), &["--relay", &bifrost.url, "--relay-fingerprint", &wrong]);
+    let agent = Agent::start(
+        &dir.path().join("home"),
+        &["--relay", &bifrost.url, "--relay-fingerprint", &wrong],
+    );
     let status = agent.wait_status("certificate rejected", Duration::from_secs(10));
-    assert!(status.contains("Mover Agent Status: offline\ncertificate rejected: fingerprint"), "{status}");
+    assert!(
+        status.contains("Mover Agent Status: offline\ncertificate rejected: fingerprint"),
+        "{status}"
+    );
     assert!(bifrost.connectors().is_empty());
     drop(agent);
     // Lower case without colons pins the same certificate.
     let pin = bifrost.fingerprint.replace(':', "").to_lowercase();
-    let agent = Agent::start(&dir.path().join("home"), &["--relay", &bifrost.url, "--relay-fingerprint", &pin]);
+    let agent = Agent::start(
+        &dir.path().join("home"),
+        &["--relay", &bifrost.url, "--relay-fingerprint", &pin],
+    );
     agent.wait_status("waiting for authorization", Duration::from_secs(10));
     drop(agent);
     // A CA the certificate does not chain to is refused too.
     let other = TestCa::new(dir.path());
-    let agent = Agent::start(&dir.path().join("home"), &["--relay", &bifrost.url, "--relay-ca", other.ca_file.to_str().unwrap()]);
+    let agent = Agent::start(
+        &dir.path().join("home"),
+        &[
+            "--relay",
+            &bifrost.url,
+            "--relay-ca",
+            other.ca_file.to_str().unwrap(),
+        ],
+    );
     agent.wait_status("certificate rejected", Duration::from_secs(10));
 
     // The token and certificate are reused on the next start; no new token is printed.
@@ -82,20 +118,33 @@ fn a_wrong_fingerprint_is_refused_and_the_right_one_works() {
     let again = Bifrost::spawn(&dir.path().join("data"), "127.0.0.1:0", None);
     assert_eq!(again.fingerprint, fp);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!again.stdout.all().iter().any(|l| l.starts_with("Admin token: ")));
+    assert!(!again
+        .stdout
+        .all()
+        .iter()
+        .any(|l| l.starts_with("Admin token: ")));
 }
 
 #[test]
 fn the_api_needs_the_admin_token() {
     let w = World::new();
     for token in [None, Some("wrong")] {
-        for path in ["/api/v1/connectors", "/api/v1/jobs", &format!("/api/v1/connectors/{}/browse?path=/", w.connector)] {
+        for path in [
+            "/api/v1/connectors",
+            "/api/v1/jobs",
+            &format!("/api/v1/connectors/{}/browse?path=/", w.connector),
+        ] {
             let (status, body) = w.bifrost.request("GET", path, None, token);
             assert_eq!(status, 401, "{path}: {body}");
             assert!(body["error"].is_string());
         }
     }
-    let (status, _) = w.bifrost.request("DELETE", &format!("/api/v1/connectors/{}", w.connector), None, None);
+    let (status, _) = w.bifrost.request(
+        "DELETE",
+        &format!("/api/v1/connectors/{}", w.connector),
+        None,
+        None,
+    );
     assert_eq!(status, 401);
     assert_eq!(w.bifrost.connectors().len(), 1);
 }
@@ -123,7 +172,8 @@ fn proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                 log.lock().unwrap().extend(head);
                 let upstream = TcpStream::connect(&target).unwrap();
                 let mut c = client;
-                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
+                c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
                 let (mut c2, mut u2) = (c.try_clone().unwrap(), upstream.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut reader.buffer().chain(&mut u2), &mut c2);
@@ -144,13 +194,25 @@ fn the_agent_goes_through_an_https_proxy() {
     let (port, seen) = proxy();
     let agent = Agent::start_env(
         &dir.path().join("home"),
-        &["--relay", &bifrost.url, "--relay-ca", ca.ca_file.to_str().unwrap()],
-        &[("HTTPS_PROXY", &format!("http://user:pa%3Ass@127.0.0.1:{port}"))],
+        &[
+            "--relay",
+            &bifrost.url,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+        ],
+        &[(
+            "HTTPS_PROXY",
+            &format!("http://user:pa%3Ass@127.0.0.1:{port}"),
+        )],
     );
     agent.wait_status("waiting for authorization", Duration::from_secs(10));
     let head = seen.lock().unwrap().clone();
     assert_eq!(head[0], format!("CONNECT {} HTTP/1.1", bifrost.addr));
     // user:pa:ss, base64.
-    assert!(head.iter().any(|l| l == "Proxy-Authorization: Basic dXNlcjpwYTpzcw=="), "{head:?}");
+    assert!(
+        head.iter()
+            .any(|l| l == "Proxy-Authorization: Basic dXNlcjpwYTpzcw=="),
+        "{head:?}"
+    );
     let _ = form_encode("");
 }

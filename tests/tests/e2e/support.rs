@@ -13,7 +13,11 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is missing: run `cargo build --bins` before the tests", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` before the tests",
+        path.display()
+    );
     path
 }
 
@@ -24,7 +28,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -44,11 +51,15 @@ impl TestCa {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Mover test CA");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Mover test CA");
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
         let ca_file = dir.join("ca.pem");
         let cert_file = dir.join("bifrost-cert.pem");
@@ -56,7 +67,12 @@ impl TestCa {
         std::fs::write(&ca_file, ca_cert.pem()).unwrap();
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        Self { ca_pem: ca_cert.pem(), ca_file, cert_file, key_file }
+        Self {
+            ca_pem: ca_cert.pem(),
+            ca_file,
+            cert_file,
+            key_file,
+        }
     }
 }
 
@@ -79,7 +95,9 @@ impl Lines {
     }
 
     pub fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        wait_for(Duration::from_secs(20), what, || self.all().into_iter().find(|l| pred(l)))
+        wait_for(Duration::from_secs(20), what, || {
+            self.all().into_iter().find(|l| pred(l))
+        })
     }
 }
 
@@ -108,25 +126,48 @@ impl Bifrost {
         let mut cmd = Command::new(bin("bifrost"));
         cmd.args(["serve", "--listen", listen, "--data"]).arg(data);
         if let Some(ca) = ca {
-            cmd.arg("--tls-cert").arg(&ca.cert_file).arg("--tls-key").arg(&ca.key_file);
+            cmd.arg("--tls-cert")
+                .arg(&ca.cert_file)
+                .arg("--tls-key")
+                .arg(&ca.key_file);
         }
-        cmd.env("BIFROST_LOG", "info,bifrost=debug").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.env("BIFROST_LOG", "info,bifrost=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn bifrost");
         let (stdout, stderr) = (Lines::default(), Lines::default());
         stdout.follow(child.stdout.take().unwrap());
         stderr.follow(child.stderr.take().unwrap());
         let url = stdout
-            .wait_line("Bifrost's listening line", |l| l.starts_with("Bifrost listening on "))
+            .wait_line("Bifrost's listening line", |l| {
+                l.starts_with("Bifrost listening on ")
+            })
             .trim_start_matches("Bifrost listening on ")
             .to_owned();
         let fingerprint = stdout
-            .wait_line("the fingerprint line", |l| l.starts_with("TLS certificate SHA-256 fingerprint: "))
+            .wait_line("the fingerprint line", |l| {
+                l.starts_with("TLS certificate SHA-256 fingerprint: ")
+            })
             .trim_start_matches("TLS certificate SHA-256 fingerprint: ")
             .to_owned();
-        let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
         let addr = url.trim_start_matches("https://").to_owned();
         let http = http_client(ca.map(|c| c.ca_pem.as_str()));
-        Self { child, url, addr, fingerprint, token, data: data.to_owned(), stdout, stderr, http }
+        Self {
+            child,
+            url,
+            addr,
+            fingerprint,
+            token,
+            data: data.to_owned(),
+            stdout,
+            stderr,
+            http,
+        }
     }
 
     /// Kills Bifrost with SIGKILL.
@@ -157,7 +198,13 @@ impl Bifrost {
     }
 
     /// Sends an API request with an optional bearer token.
-    pub fn request(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let url = format!("{}{}", self.url, path);
         let auth = token.map(|t| format!("Bearer {t}"));
         let result = match (method, body) {
@@ -171,7 +218,10 @@ impl Bifrost {
         let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = res.status().as_u16();
         let text = res.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Sends a raw body with a content type.
@@ -186,7 +236,10 @@ impl Bifrost {
             .unwrap();
         let status = res.status().as_u16();
         let text = res.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// GET with arbitrary headers and no token.
@@ -198,7 +251,10 @@ impl Bifrost {
         let mut res = req.call().unwrap();
         let status = res.status().as_u16();
         let text = res.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// The connector list.
@@ -210,18 +266,30 @@ impl Bifrost {
 
     /// Authorizes `key`; returns the connector.
     pub fn authorize(&self, key: &str, name: &str) -> Value {
-        let (status, body) = self.api("POST", "/api/v1/connectors", Some(json!({"key": key, "name": name})));
+        let (status, body) = self.api(
+            "POST",
+            "/api/v1/connectors",
+            Some(json!({"key": key, "name": name})),
+        );
         assert_eq!(status, 201, "{body}");
         body
     }
 
     /// Waits until the connector list has an entry matching `pred`.
     pub fn wait_connector(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        wait_for(Duration::from_secs(20), what, || self.connectors().into_iter().find(|c| pred(c)))
+        wait_for(Duration::from_secs(20), what, || {
+            self.connectors().into_iter().find(|c| pred(c))
+        })
     }
 
     /// Creates a job and returns its id.
-    pub fn create_job(&self, connector: &str, sources: &[&str], dest: &Path, concurrency: Option<u32>) -> String {
+    pub fn create_job(
+        &self,
+        connector: &str,
+        sources: &[&str],
+        dest: &Path,
+        concurrency: Option<u32>,
+    ) -> String {
         let mut body = json!({"connector": connector, "sources": sources, "destination": {"kind": "folder", "path": dest}});
         if let Some(c) = concurrency {
             body["concurrency"] = json!(c);
@@ -243,7 +311,9 @@ impl Bifrost {
         wait_for(timeout, "the job to finish", || {
             let job = self.job(id);
             let state = job["state"].as_str().unwrap().to_owned();
-            ["completed", "completed_with_errors", "failed", "cancelled"].contains(&state.as_str()).then_some(job)
+            ["completed", "completed_with_errors", "failed", "cancelled"]
+                .contains(&state.as_str())
+                .then_some(job)
         })
     }
 
@@ -273,7 +343,9 @@ fn http_client(ca_pem: Option<&str>) -> ureq::Agent {
     let tls = match ca_pem {
         Some(pem) => {
             let cert = Certificate::from_pem(pem.as_bytes()).unwrap().to_owned();
-            TlsConfig::builder().root_certs(RootCerts::Specific(Arc::new(vec![cert]))).build()
+            TlsConfig::builder()
+                .root_certs(RootCerts::Specific(Arc::new(vec![cert])))
+                .build()
         }
         // A self-signed Bifrost: the tests that use it check the fingerprint separately.
         None => TlsConfig::builder().disable_verification(true).build(),
@@ -303,19 +375,32 @@ impl Agent {
     /// Same, with extra environment variables.
     pub fn start_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(bin("agent"));
-        cmd.arg("start").args(args).env("MOVER_AGENT_HOME", home).env("MOVER_LOG", "debug");
+        cmd.arg("start")
+            .args(args)
+            .env("MOVER_AGENT_HOME", home)
+            .env("MOVER_LOG", "debug");
         for var in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
             cmd.env_remove(var);
         }
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).spawn().expect("spawn agent");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn agent");
         let stdout = Lines::default();
         stdout.follow(child.stdout.take().unwrap());
         stdout.follow(child.stderr.take().unwrap());
         stdout.wait_line("the agent's Ctrl-C line", |l| l == "Ctrl-C To Stop");
-        let mut agent = Self { child: Some(child), home: home.to_owned(), stdout, keys_seen: vec![] };
+        let mut agent = Self {
+            child: Some(child),
+            home: home.to_owned(),
+            stdout,
+            keys_seen: vec![],
+        };
         let key = agent.key();
         agent.keys_seen.push(key);
         agent
@@ -323,13 +408,23 @@ impl Agent {
 
     /// Starts against `bifrost`, trusting the test CA and sharing `share`.
     pub fn start_for(home: &Path, bifrost: &Bifrost, ca: &TestCa, share: &Path) -> Self {
-        let (url, ca_file, share) = (bifrost.url.clone(), ca.ca_file.to_str().unwrap().to_owned(), share.to_str().unwrap().to_owned());
-        Self::start(home, &["--relay", &url, "--relay-ca", &ca_file, "--share", &share])
+        let (url, ca_file, share) = (
+            bifrost.url.clone(),
+            ca.ca_file.to_str().unwrap().to_owned(),
+            share.to_str().unwrap().to_owned(),
+        );
+        Self::start(
+            home,
+            &["--relay", &url, "--relay-ca", &ca_file, "--share", &share],
+        )
     }
 
     /// The key in the agent's home.
     pub fn key(&self) -> String {
-        std::fs::read_to_string(self.home.join("connector.key")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.home.join("connector.key"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     /// Runs `agent ARGS` against this home.
@@ -361,7 +456,9 @@ impl Agent {
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("agent running");
-        wait_for(Duration::from_secs(15), "the agent to exit", || c.try_wait().unwrap())
+        wait_for(Duration::from_secs(15), "the agent to exit", || {
+            c.try_wait().unwrap()
+        })
     }
 
     /// Notes a key this agent held, so the log check covers it.
@@ -389,7 +486,11 @@ impl Drop for Agent {
         if !std::thread::panicking() {
             let logs = self.logs();
             for key in &self.keys_seen {
-                assert!(!logs.contains(key.as_str()), "a log file in {} holds the full key", self.home.display());
+                assert!(
+                    !logs.contains(key.as_str()),
+                    "a log file in {} holds the full key",
+                    self.home.display()
+                );
             }
         }
     }
@@ -397,12 +498,20 @@ impl Drop for Agent {
 
 /// Runs `agent ARGS` with `MOVER_AGENT_HOME=home`.
 pub fn cli(home: &Path, args: &[&str]) -> Output {
-    Command::new(bin("agent")).args(args).env("MOVER_AGENT_HOME", home).stdin(Stdio::null()).output().expect("run agent")
+    Command::new(bin("agent"))
+        .args(args)
+        .env("MOVER_AGENT_HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run agent")
 }
 
 /// Stdout lines of an output.
 pub fn lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), cheap enough for hundreds of MiB.
@@ -439,10 +548,22 @@ impl World {
         std::fs::create_dir_all(&share).unwrap();
         let agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
         let key = agent.key();
-        bifrost.wait_connector("the agent to wait for authorization", |c| c["state"] == "waiting");
-        let connector = bifrost.authorize(&key, "fs1")["id"].as_str().unwrap().to_owned();
+        bifrost.wait_connector("the agent to wait for authorization", |c| {
+            c["state"] == "waiting"
+        });
+        let connector = bifrost.authorize(&key, "fs1")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         agent.wait_status("authorized as fs1", Duration::from_secs(5));
-        Self { dir, ca, bifrost, agent, share, connector }
+        Self {
+            dir,
+            ca,
+            bifrost,
+            agent,
+            share,
+            connector,
+        }
     }
 
     /// A path in the share, as a string.
@@ -453,13 +574,23 @@ impl World {
     /// Browses `path` through the API.
     pub fn browse(&self, path: &str) -> (u16, Value) {
         let q = form_encode(path);
-        self.bifrost.api("GET", &format!("/api/v1/connectors/{}/browse?path={q}", self.connector), None)
+        self.bifrost.api(
+            "GET",
+            &format!("/api/v1/connectors/{}/browse?path={q}", self.connector),
+            None,
+        )
     }
 }
 
 /// Percent-encodes a query value.
 pub fn form_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }

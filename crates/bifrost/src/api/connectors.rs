@@ -21,12 +21,29 @@ fn view(row: &ConnectorRow, app: &App) -> Connector {
     Connector {
         id: row.id.clone(),
         name: row.name.clone(),
-        state: if live.is_some() { ConnectorState::Online } else { ConnectorState::Offline },
-        version: info.as_ref().map(|i| i.version.clone()).or_else(|| row.version.clone()),
-        os: info.as_ref().map(|i| i.os.clone()).or_else(|| row.os.clone()),
-        host: info.as_ref().map(|i| i.host.clone()).or_else(|| row.host.clone()),
+        state: if live.is_some() {
+            ConnectorState::Online
+        } else {
+            ConnectorState::Offline
+        },
+        version: info
+            .as_ref()
+            .map(|i| i.version.clone())
+            .or_else(|| row.version.clone()),
+        os: info
+            .as_ref()
+            .map(|i| i.os.clone())
+            .or_else(|| row.os.clone()),
+        host: info
+            .as_ref()
+            .map(|i| i.host.clone())
+            .or_else(|| row.host.clone()),
         roots: info.map(|i| i.roots).unwrap_or_else(|| row.roots.clone()),
-        last_seen: if live.is_some() { Some(crate::store::now()) } else { row.last_seen.clone() },
+        last_seen: if live.is_some() {
+            Some(crate::store::now())
+        } else {
+            row.last_seen.clone()
+        },
     }
 }
 
@@ -34,7 +51,12 @@ fn view(row: &ConnectorRow, app: &App) -> Connector {
 pub async fn list(State(app): State<Arc<App>>) -> Result<axum::Json<Vec<Connector>>, ApiError> {
     let rows = app.store.connectors().await?;
     let mut out: Vec<Connector> = rows.iter().map(|r| view(r, &app)).collect();
-    let mut waiting: Vec<_> = app.registry.all().into_iter().filter(|l| l.connector.is_none()).collect();
+    let mut waiting: Vec<_> = app
+        .registry
+        .all()
+        .into_iter()
+        .filter(|l| l.connector.is_none())
+        .collect();
     waiting.sort_by(|a, b| a.since.cmp(&b.since));
     out.extend(waiting.into_iter().map(|l| Connector {
         id: l.waiting_id,
@@ -50,7 +72,10 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<axum::Json<Vec<Connecto
 }
 
 /// `POST /connectors {"key","name"}`: authorizes the agent presenting `key`.
-pub async fn authorize(State(app): State<Arc<App>>, Json(req): Json<AuthorizeRequest>) -> Result<impl IntoResponse, ApiError> {
+pub async fn authorize(
+    State(app): State<Arc<App>>,
+    Json(req): Json<AuthorizeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
     let key = req.key.trim().to_ascii_lowercase();
     if !crate::is_valid_key(&key) {
         return Err(ApiError::bad_request(
@@ -67,17 +92,30 @@ pub async fn authorize(State(app): State<Arc<App>>, Json(req): Json<AuthorizeReq
         if row.revoked {
             return Err(unknown());
         }
-        return Err(ApiError::conflict(format!("this key is already authorized as {}", row.name)));
+        return Err(ApiError::conflict(format!(
+            "this key is already authorized as {}",
+            row.name
+        )));
     }
     let live = app.registry.by_key(&hash).ok_or_else(unknown)?;
-    let name = req.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| live.info.host.clone());
+    let name = req
+        .name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| live.info.host.clone());
     if name.chars().count() > 200 {
-        return Err(ApiError::bad_request("the name is longer than 200 characters"));
+        return Err(ApiError::bad_request(
+            "the name is longer than 200 characters",
+        ));
     }
     let id = new_id();
-    app.store.insert_connector(id.clone(), hash.clone(), name.clone()).await?;
+    app.store
+        .insert_connector(id.clone(), hash.clone(), name.clone())
+        .await?;
     let info = live.info.clone();
-    app.store.touch_connector(id.clone(), info.version, info.os, info.host, info.roots).await?;
+    app.store
+        .touch_connector(id.clone(), info.version, info.os, info.host, info.roots)
+        .await?;
     if let Some(live) = app.registry.authorize(&hash, &id) {
         // The agent learns at once; a slow agent does not hold up the admin.
         let client = live.client.clone();
@@ -89,12 +127,20 @@ pub async fn authorize(State(app): State<Arc<App>>, Json(req): Json<AuthorizeReq
         });
     }
     tracing::info!(connector = %id, %name, "connector authorized");
-    let row = app.store.connector(id).await?.ok_or_else(|| ApiError::internal("connector vanished"))?;
+    let row = app
+        .store
+        .connector(id)
+        .await?
+        .ok_or_else(|| ApiError::internal("connector vanished"))?;
     Ok((StatusCode::CREATED, axum::Json(view(&row, &app))))
 }
 
 /// `PATCH /connectors/{id} {"name"}`.
-pub async fn rename(State(app): State<Arc<App>>, Path(id): Path<String>, Json(req): Json<RenameRequest>) -> Result<axum::Json<Connector>, ApiError> {
+pub async fn rename(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(req): Json<RenameRequest>,
+) -> Result<axum::Json<Connector>, ApiError> {
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::bad_request("a name has 1 to 200 characters"));
@@ -103,21 +149,36 @@ pub async fn rename(State(app): State<Arc<App>>, Path(id): Path<String>, Json(re
         return Err(ApiError::not_found(format!("no connector {id}")));
     }
     if let Some(live) = app.registry.by_connector(&id) {
-        let _ = live.client.post_json(route::SESSION, &SessionState::Authorized { name }).await;
+        let _ = live
+            .client
+            .post_json(route::SESSION, &SessionState::Authorized { name })
+            .await;
     }
-    let row = app.store.connector(id.clone()).await?.ok_or_else(|| ApiError::not_found(format!("no connector {id}")))?;
+    let row = app
+        .store
+        .connector(id.clone())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no connector {id}")))?;
     Ok(axum::Json(view(&row, &app)))
 }
 
 /// `DELETE /connectors/{id}`: revokes the key and drops the tunnel.
-pub async fn revoke(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let hash = app.store.connector_key_hash(id.clone()).await?;
     if !app.store.revoke_connector(id.clone()).await? {
         return Err(ApiError::not_found(format!("no connector {id}")));
     }
     if let Some(hash) = hash {
         if let Some(live) = app.registry.by_key(&hash) {
-            let _ = tokio::time::timeout(Duration::from_secs(2), live.client.post_json(route::SESSION, &SessionState::Revoked)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                live.client
+                    .post_json(route::SESSION, &SessionState::Revoked),
+            )
+            .await;
         }
         app.registry.close(&hash);
     }
@@ -132,10 +193,15 @@ pub async fn online_client(app: &App, id: &str) -> Result<AgentClient, ApiError>
         return Ok(live.client);
     }
     if app.registry.all().iter().any(|l| l.waiting_id == id) {
-        return Err(ApiError::conflict("this connector is waiting for authorization"));
+        return Err(ApiError::conflict(
+            "this connector is waiting for authorization",
+        ));
     }
     match app.store.connector(id.to_owned()).await? {
-        Some(row) => Err(ApiError::conflict(format!("connector {} is offline", row.name))),
+        Some(row) => Err(ApiError::conflict(format!(
+            "connector {} is offline",
+            row.name
+        ))),
         None => Err(ApiError::not_found(format!("no connector {id}"))),
     }
 }
@@ -150,7 +216,11 @@ pub struct PathQuery {
 }
 
 /// `GET /connectors/{id}/browse?path=P[&cursor=C]`.
-pub async fn browse(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<PathQuery>) -> Result<axum::Json<BrowsePage>, ApiError> {
+pub async fn browse(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> Result<axum::Json<BrowsePage>, ApiError> {
     let client = online_client(&app, &id).await?;
     let mut pairs = vec![("path", q.path.as_str())];
     if let Some(c) = q.cursor.as_deref() {
@@ -160,7 +230,15 @@ pub async fn browse(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q
 }
 
 /// `GET /connectors/{id}/stat?path=P`.
-pub async fn stat(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<PathQuery>) -> Result<axum::Json<Entry>, ApiError> {
+pub async fn stat(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> Result<axum::Json<Entry>, ApiError> {
     let client = online_client(&app, &id).await?;
-    Ok(axum::Json(client.get_json(route::STAT, &[("path", q.path.as_str())]).await?))
+    Ok(axum::Json(
+        client
+            .get_json(route::STAT, &[("path", q.path.as_str())])
+            .await?,
+    ))
 }

@@ -48,7 +48,9 @@ fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
 
 /// Where `rel` (a `/`-separated relative path) lands under `root`.
 fn target(root: &Path, rel: &str) -> PathBuf {
-    rel.split('/').filter(|c| !c.is_empty()).fold(root.to_path_buf(), |p, c| p.join(c))
+    rel.split('/')
+        .filter(|c| !c.is_empty())
+        .fold(root.to_path_buf(), |p, c| p.join(c))
 }
 
 fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
@@ -61,13 +63,20 @@ fn file_time(t: time::OffsetDateTime) -> filetime::FileTime {
 
 /// Whether the destination already holds this file: same size and same mtime to the second.
 fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
-    let (Ok(meta), Some(m)) = (std::fs::metadata(path), modified.and_then(parse_time)) else { return false };
+    let (Ok(meta), Some(m)) = (std::fs::metadata(path), modified.and_then(parse_time)) else {
+        return false;
+    };
     let mtime = filetime::FileTime::from_last_modification_time(&meta);
     meta.is_file() && meta.len() == size && mtime.unix_seconds() == m.unix_timestamp()
 }
 
 /// Copies one file from the agent into `root`.
-pub async fn copy_file(client: &AgentClient, root: &Path, file: &PendingFile, inflight: &Arc<AtomicU64>) -> Result<Copied, CopyError> {
+pub async fn copy_file(
+    client: &AgentClient,
+    root: &Path,
+    file: &PendingFile,
+    inflight: &Arc<AtomicU64>,
+) -> Result<Copied, CopyError> {
     let counted = AtomicU64::new(0);
     let result = copy_inner(client, root, file, inflight, &counted).await;
     inflight.fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -83,36 +92,77 @@ async fn copy_inner(
 ) -> Result<Copied, CopyError> {
     let dest = target(root, &file.dest);
     if file.dest.ends_with('/') {
-        tokio::fs::create_dir_all(&dest).await.map_err(|e| local(e, "create folder", &dest))?;
-        return Ok(Copied::Done { size: 0, blake3: blake3::hash(b"").to_hex().to_string() });
+        tokio::fs::create_dir_all(&dest)
+            .await
+            .map_err(|e| local(e, "create folder", &dest))?;
+        return Ok(Copied::Done {
+            size: 0,
+            blake3: blake3::hash(b"").to_hex().to_string(),
+        });
     }
     let parent = dest.parent().unwrap_or(root).to_path_buf();
-    tokio::fs::create_dir_all(&parent).await.map_err(|e| local(e, "create folder", &parent))?;
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(|e| local(e, "create folder", &parent))?;
     if same_file(&dest, file.size, file.modified.as_deref()) {
-        return Ok(Copied::Skipped { reason: "already at the destination (same size and modification time)".into() });
+        return Ok(Copied::Skipped {
+            reason: "already at the destination (same size and modification time)".into(),
+        });
     }
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let partial = parent.join(format!(".{name}.mover-part"));
-    let have = tokio::fs::metadata(&partial).await.map(|m| m.len()).unwrap_or(0);
-    let mut offset = if have > 0 && have < file.size { have } else { 0 };
+    let have = tokio::fs::metadata(&partial)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut offset = if have > 0 && have < file.size {
+        have
+    } else {
+        0
+    };
     let mut res = match client.read(&file.source, offset).await {
         Ok(r) => r,
-        Err(AgentError::Status { status: StatusCode::NOT_FOUND, .. }) => {
-            return Err(CopyError::Failed("vanished: the file no longer exists at the source".into()))
+        Err(AgentError::Status {
+            status: StatusCode::NOT_FOUND,
+            ..
+        }) => {
+            return Err(CopyError::Failed(
+                "vanished: the file no longer exists at the source".into(),
+            ))
         }
-        Err(AgentError::Status { status: StatusCode::RANGE_NOT_SATISFIABLE, .. }) => {
+        Err(AgentError::Status {
+            status: StatusCode::RANGE_NOT_SATISFIABLE,
+            ..
+        }) => {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(CopyError::Retry("the file shrank at the source".into()));
         }
-        Err(AgentError::Status { status, message }) if status.is_client_error() => return Err(CopyError::Failed(message)),
+        Err(AgentError::Status { status, message }) if status.is_client_error() => {
+            return Err(CopyError::Failed(message))
+        }
         Err(e) => return Err(CopyError::Retry(e.to_string())),
     };
     if offset > 0 && res.status() != StatusCode::PARTIAL_CONTENT {
         offset = 0;
     }
-    let size: Option<u64> = res.headers().get(header::SIZE).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let modified = res.headers().get(header::MODIFIED).and_then(|v| v.to_str().ok()).and_then(parse_time);
-    let Some(size) = size else { return Err(CopyError::Failed("the agent did not say the file's size".into())) };
+    let size: Option<u64> = res
+        .headers()
+        .get(header::SIZE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let modified = res
+        .headers()
+        .get(header::MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_time);
+    let Some(size) = size else {
+        return Err(CopyError::Failed(
+            "the agent did not say the file's size".into(),
+        ));
+    };
 
     let mut hasher = blake3::Hasher::new();
     let mut out = if offset > 0 {
@@ -127,11 +177,19 @@ async fn copy_inner(
         .await
         .map_err(|e| CopyError::Retry(e.to_string()))?
         .map_err(|e| local(e, "read", &partial))?;
-        let f = tokio::fs::OpenOptions::new().append(true).open(&partial).await.map_err(|e| local(e, "open", &partial))?;
-        f.set_len(offset).await.map_err(|e| local(e, "truncate", &partial))?;
+        let f = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&partial)
+            .await
+            .map_err(|e| local(e, "open", &partial))?;
+        f.set_len(offset)
+            .await
+            .map_err(|e| local(e, "truncate", &partial))?;
         f
     } else {
-        tokio::fs::File::create(&partial).await.map_err(|e| local(e, "create", &partial))?
+        tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| local(e, "create", &partial))?
     };
     let add = |n: u64| {
         inflight.fetch_add(n, Ordering::Relaxed);
@@ -145,7 +203,10 @@ async fn copy_inner(
         match frame.map(|f| f.into_data()) {
             Ok(Ok(data)) => {
                 hasher.update(&data);
-                writer.write_all(&data).await.map_err(|e| local(e, "write", &partial))?;
+                writer
+                    .write_all(&data)
+                    .await
+                    .map_err(|e| local(e, "write", &partial))?;
                 written += data.len() as u64;
                 add(data.len() as u64);
             }
@@ -153,28 +214,45 @@ async fn copy_inner(
             Err(e) => {
                 // Keep what arrived: the next attempt resumes from it.
                 let _ = writer.flush().await;
-                return Err(CopyError::Retry(format!("connection to the agent failed mid-file: {e}")));
+                return Err(CopyError::Retry(format!(
+                    "connection to the agent failed mid-file: {e}"
+                )));
             }
         }
     }
-    writer.flush().await.map_err(|e| local(e, "write", &partial))?;
+    writer
+        .flush()
+        .await
+        .map_err(|e| local(e, "write", &partial))?;
     drop(writer);
     let trailers = trailers.unwrap_or_default();
-    if let Some(err) = trailers.get(header::READ_ERROR).and_then(|v| v.to_str().ok()) {
+    if let Some(err) = trailers
+        .get(header::READ_ERROR)
+        .and_then(|v| v.to_str().ok())
+    {
         drop(out);
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(CopyError::Retry(err.to_owned()));
     }
-    let Some(expected) = trailers.get(header::BLAKE3).and_then(|v| v.to_str().ok()).map(str::to_owned) else {
+    let Some(expected) = trailers
+        .get(header::BLAKE3)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
         return Err(CopyError::Retry("the agent sent no checksum".into()));
     };
     let got = hasher.finalize().to_hex().to_string();
     if got != expected || written != size {
         drop(out);
         let _ = tokio::fs::remove_file(&partial).await;
-        return Err(CopyError::Retry(format!("checksum mismatch (got {} of {size} bytes)", written)));
+        return Err(CopyError::Retry(format!(
+            "checksum mismatch (got {} of {size} bytes)",
+            written
+        )));
     }
-    out.sync_all().await.map_err(|e| local(e, "sync", &partial))?;
+    out.sync_all()
+        .await
+        .map_err(|e| local(e, "sync", &partial))?;
     drop(out);
     if let Some(m) = modified {
         let (p, t) = (partial.clone(), file_time(m));
@@ -183,7 +261,9 @@ async fn copy_inner(
             .map_err(|e| CopyError::Retry(e.to_string()))?
             .map_err(|e| local(e, "set the modification time of", &partial))?;
     }
-    tokio::fs::rename(&partial, &dest).await.map_err(|e| local(e, "rename into", &dest))?;
+    tokio::fs::rename(&partial, &dest)
+        .await
+        .map_err(|e| local(e, "rename into", &dest))?;
     if let Ok(dir) = tokio::fs::File::open(&parent).await {
         let _ = dir.sync_all().await;
     }
