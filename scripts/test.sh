@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and end-to-end tests, the Windows type-check
+# and the demo, exactly as CI runs it (.ci/run calls this after installing what it needs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mover-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+step "build the binaries the end-to-end tests run"
+cargo build --bins
+step "Windows type-check and lints (x86_64-pc-windows-gnu)"
+cargo clippy --target x86_64-pc-windows-gnu -p mover-proto -p mover-agent -p mover-agent-cli -- -D warnings
+step "the demo, once through"
+scripts/demo.sh --once
+step "cargo test --workspace"
+cargo test --workspace
