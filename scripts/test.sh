@@ -18,5 +18,9 @@ step "Windows type-check and lints (x86_64-pc-windows-gnu)"
 cargo clippy --target x86_64-pc-windows-gnu -p mover-proto -p mover-agent -p mover-agent-cli -- -D warnings
 step "the demo, once through"
 scripts/demo.sh --once
-step "cargo test --workspace"
-cargo test --workspace
+step "tests (unit and end-to-end)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
