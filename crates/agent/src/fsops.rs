@@ -323,3 +323,43 @@ mod tests {
         }
     }
 }
+
+#[cfg(all(test, unix))]
+mod special_tests {
+    use super::*;
+
+    #[test]
+    fn fifos_devices_and_symlinks_are_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening a FIFO for reading would block forever; it must be refused first.
+        assert!(matches!(
+            open_file(&fifo, "pipe"),
+            Err(PathError::Special(_, "FIFO"))
+        ));
+        assert!(matches!(
+            open_file(Path::new("/dev/null"), "null"),
+            Err(PathError::Special(_, "device file"))
+        ));
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("f"), dir.path().join("l")).unwrap();
+        assert!(matches!(
+            open_file(&dir.path().join("l"), "l"),
+            Err(PathError::WrongKind(_, "a symbolic link"))
+        ));
+        assert!(matches!(
+            open_file(dir.path(), "d"),
+            Err(PathError::WrongKind(_, "a folder"))
+        ));
+        let listing = Listings::default().page(dir.path(), "d", None).unwrap();
+        let kind = |n: &str| listing.entries.iter().find(|e| e.name == n).unwrap().kind;
+        assert_eq!(kind("pipe"), EntryKind::Other);
+        assert_eq!(kind("l"), EntryKind::Symlink);
+        assert_eq!(kind("f"), EntryKind::File);
+    }
+}

@@ -143,7 +143,7 @@ async fn run(
         .max_frame_size(1024 * 1024)
         .adaptive_window(false)
         .max_concurrent_reset_streams(1024)
-        .keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
     let (sender, conn) = match builder.handshake(upgraded).await {

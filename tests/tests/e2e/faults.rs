@@ -152,3 +152,36 @@ fn file_deleted_mid_job_is_reported_and_the_rest_completes() {
     );
     assert_eq!(only_failed["files"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_dead_link_is_noticed_within_30_seconds() {
+    use crate::support::{Agent, Bifrost, Forwarder, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let bifrost = Bifrost::start(dir.path(), &ca);
+    let link = Forwarder::new(&bifrost.addr);
+    let relay = format!("https://127.0.0.1:{}", link.port);
+    let agent = Agent::start(
+        &dir.path().join("home"),
+        &[
+            "--relay",
+            &relay,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+        ],
+    );
+    bifrost.authorize(&agent.key(), "fs1");
+    agent.wait_status("authorized as fs1", Duration::from_secs(10));
+    let frozen_at = std::time::Instant::now();
+    link.freeze();
+    let status = agent.wait_status("Mover Agent Status: offline", Duration::from_secs(30));
+    assert!(status.contains("connection to Bifrost lost"), "{status}");
+    bifrost.wait_connector("Bifrost to drop the dead tunnel", |c| {
+        c["state"] == "offline"
+    });
+    assert!(
+        frozen_at.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        frozen_at.elapsed()
+    );
+}

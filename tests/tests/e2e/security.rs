@@ -216,3 +216,52 @@ fn the_agent_goes_through_an_https_proxy() {
     );
     let _ = form_encode("");
 }
+
+#[test]
+fn without_shares_the_root_is_browsable() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let bifrost = Bifrost::start(dir.path(), &ca);
+    let agent = Agent::start(
+        &dir.path().join("home"),
+        &[
+            "--relay",
+            &bifrost.url,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+        ],
+    );
+    let id = bifrost.authorize(&agent.key(), "all")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, page) = bifrost.api(
+        "GET",
+        &format!("/api/v1/connectors/{id}/browse?path=/"),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    let names: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"tmp") && names.contains(&"usr"),
+        "{names:?}"
+    );
+    // Relative paths and `..` are refused here too.
+    let (status, _) = bifrost.api(
+        "GET",
+        &format!("/api/v1/connectors/{id}/browse?path=tmp"),
+        None,
+    );
+    assert_eq!(status, 403);
+    let (status, _) = bifrost.api(
+        "GET",
+        &format!("/api/v1/connectors/{id}/browse?path=/tmp/../etc"),
+        None,
+    );
+    assert_eq!(status, 403);
+}

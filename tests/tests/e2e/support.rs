@@ -594,3 +594,57 @@ pub fn form_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A TCP forwarder between the agent and Bifrost that can freeze the link: bytes stop
+/// flowing both ways while both sockets stay open, as on a dead WAN path.
+pub struct Forwarder {
+    pub port: u16,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Forwarder {
+    pub fn new(target: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (flag, target) = (frozen.clone(), target.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        use std::io::Write;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::Relaxed) {
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, frozen }
+    }
+
+    /// Stops all traffic without closing anything.
+    pub fn freeze(&self) {
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
