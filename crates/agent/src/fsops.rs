@@ -25,7 +25,7 @@ pub fn rfc3339(t: SystemTime) -> Option<String> {
 }
 
 /// An entry for `name` from metadata that was read without following symlinks.
-pub fn entry(name: String, meta: &Metadata) -> Entry {
+pub fn entry(name: &std::ffi::OsStr, meta: &Metadata) -> Entry {
     let ft = meta.file_type();
     let kind = if ft.is_symlink() {
         EntryKind::Symlink
@@ -42,7 +42,8 @@ pub fn entry(name: String, meta: &Metadata) -> Entry {
         0
     };
     Entry {
-        name,
+        name: name.to_string_lossy().into_owned(),
+        name_b64: crate::paths::name_b64(name),
         kind,
         size,
         modified: meta.modified().ok().and_then(rfc3339),
@@ -52,10 +53,7 @@ pub fn entry(name: String, meta: &Metadata) -> Entry {
 /// The entry of one path (not following a final symlink).
 pub fn stat(real: &Path, shown: &str) -> Result<Entry, PathError> {
     let meta = std::fs::symlink_metadata(real).map_err(|e| PathError::from_io(shown, &e))?;
-    let name = real
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| shown.to_owned());
+    let name = real.file_name().unwrap_or(real.as_os_str());
     Ok(entry(name, &meta))
 }
 
@@ -125,10 +123,7 @@ impl Listings {
             // An entry that vanished or cannot be read is left out, not fatal to the page.
             let Ok(item) = item else { continue };
             let Ok(meta) = item.metadata() else { continue };
-            entries.push(entry(
-                item.file_name().to_string_lossy().into_owned(),
-                &meta,
-            ));
+            entries.push(entry(&item.file_name(), &meta));
             if entries.len() == BROWSE_PAGE_SIZE {
                 done = false;
                 break;

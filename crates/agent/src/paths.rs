@@ -34,6 +34,9 @@ pub enum PathError {
     /// A folder where a file was expected, or the reverse.
     #[error("path {0:?} is {1}")]
     WrongKind(String, &'static str),
+    /// A request parameter that cannot be decoded.
+    #[error("{0}")]
+    Malformed(&'static str),
     /// A browse cursor this agent never gave out.
     #[error("malformed or unknown browse cursor")]
     BadCursor,
@@ -47,7 +50,10 @@ impl PathError {
     pub fn status(&self) -> u16 {
         match self {
             PathError::NotFound(_) => 404,
-            PathError::Nul | PathError::TooLong | PathError::BadCursor => 400,
+            PathError::Nul
+            | PathError::TooLong
+            | PathError::BadCursor
+            | PathError::Malformed(_) => 400,
             PathError::Io(..) => 500,
             _ => 403,
         }
@@ -113,8 +119,10 @@ impl Shares {
     }
 
     /// Checks `raw` and returns the real path to open (symlinks resolved when restricted).
-    pub fn resolve(&self, raw: &str) -> Result<PathBuf, PathError> {
+    pub fn resolve(&self, raw: &Path) -> Result<PathBuf, PathError> {
         let path = check_syntax(raw)?;
+        let raw = raw.display().to_string();
+        let raw = raw.as_str();
         if self.roots.is_empty() {
             return Ok(path);
         }
@@ -135,21 +143,58 @@ impl Shares {
 }
 
 /// Syntax checks that need no file system: absolute, no `..`, no NUL, bounded length.
-pub fn check_syntax(raw: &str) -> Result<PathBuf, PathError> {
-    if raw.len() > MAX_PATH_BYTES {
+pub fn check_syntax(path: &Path) -> Result<PathBuf, PathError> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);
     }
-    if raw.contains('\0') {
+    if bytes.contains(&0) {
         return Err(PathError::Nul);
     }
-    let path = Path::new(raw);
     if !path.is_absolute() {
-        return Err(PathError::Relative(raw.to_owned()));
+        return Err(PathError::Relative(path.display().to_string()));
     }
     if path.components().any(|c| c == Component::ParentDir) {
-        return Err(PathError::DotDot(raw.to_owned()));
+        return Err(PathError::DotDot(path.display().to_string()));
     }
     Ok(normalize(path))
+}
+
+/// A path from its exact bytes (base64), for names that are not UTF-8.
+pub fn from_b64(b64: &str) -> Result<PathBuf, PathError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| PathError::Malformed("path_b64 is not base64"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        String::from_utf8(bytes)
+            .map(PathBuf::from)
+            .map_err(|_| PathError::Malformed("path_b64 is not UTF-8 (needed on this OS)"))
+    }
+}
+
+/// The exact bytes of a name (base64) when it is not valid UTF-8.
+pub fn name_b64(name: &std::ffi::OsStr) -> Option<String> {
+    if name.to_str().is_some() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use base64::Engine;
+        use std::os::unix::ffi::OsStrExt;
+        Some(base64::engine::general_purpose::STANDARD.encode(name.as_bytes()))
+    }
+    // Windows names are UTF-16; unpaired surrogates are shown lossily (see README).
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// Drops `.` components and trailing separators so prefix checks compare like with like.
@@ -187,14 +232,27 @@ mod tests {
 
     #[test]
     fn syntax_rules() {
-        assert!(matches!(check_syntax("rel/a"), Err(PathError::Relative(_))));
-        assert!(matches!(check_syntax("/a/../b"), Err(PathError::DotDot(_))));
-        assert!(matches!(check_syntax("/a\0b"), Err(PathError::Nul)));
+        let check = |s: &str| check_syntax(Path::new(s));
+        assert!(matches!(check("rel/a"), Err(PathError::Relative(_))));
+        assert!(matches!(check("/a/../b"), Err(PathError::DotDot(_))));
+        assert!(matches!(check("/a\0b"), Err(PathError::Nul)));
         assert!(matches!(
-            check_syntax(&"/a".repeat(MAX_PATH_BYTES)),
+            check(&"/a".repeat(MAX_PATH_BYTES)),
             Err(PathError::TooLong)
         ));
-        assert_eq!(check_syntax("/a/./b/").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(check("/a/./b/").unwrap(), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn non_utf8_names_round_trip_through_base64() {
+        // "/tmp/caf\xe9.txt": Latin-1, not UTF-8.
+        let raw = from_b64("L3RtcC9jYWbpLnR4dA==").unwrap();
+        assert_eq!(
+            name_b64(raw.file_name().unwrap()).as_deref(),
+            Some("Y2Fm6S50eHQ=")
+        );
+        assert_eq!(name_b64(std::ffi::OsStr::new("plain.txt")), None);
+        assert!(matches!(from_b64("%%%"), Err(PathError::Malformed(_))));
     }
 
     #[test]
@@ -207,7 +265,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, share.join("escape")).unwrap();
         std::os::unix::fs::symlink(share.join("sub"), share.join("inner")).unwrap();
         let shares = Shares::new(std::slice::from_ref(&share)).unwrap();
-        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        let s = |p: &Path| p.to_owned();
         assert!(shares.resolve(&s(&share.join("sub"))).is_ok());
         assert!(shares.resolve(&s(&share.join("inner"))).is_ok());
         assert!(matches!(

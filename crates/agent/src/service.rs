@@ -150,14 +150,18 @@ async fn files(
     let mut cursor = None;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
-            "path" => path = Some(v.into_owned()),
+            "path" => path = Some(Ok(std::path::PathBuf::from(v.into_owned()))),
+            "path_b64" => path = Some(crate::paths::from_b64(&v)),
             "cursor" => cursor = Some(v.into_owned()),
             _ => {}
         }
     }
-    let Some(path) = path else {
-        return error(StatusCode::BAD_REQUEST, "missing path parameter");
+    let raw = match path {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        None => return error(StatusCode::BAD_REQUEST, "missing path parameter"),
     };
+    let path = raw.display().to_string();
     if let Some(res) = drive_listing(shared, route_path, &path) {
         return res;
     }
@@ -165,7 +169,7 @@ async fn files(
     let shared = shared.clone();
     let route_path = route_path.to_owned();
     let work = tokio::task::spawn_blocking(move || -> Result<Response<Body>, PathError> {
-        let real = shares.resolve(&path)?;
+        let real = shares.resolve(&raw)?;
         match route_path.as_str() {
             route::STAT => Ok(json(StatusCode::OK, &fsops::stat(&real, &path)?)),
             route::BROWSE => {
@@ -203,6 +207,7 @@ fn drive_listing(shared: &Shared, route_path: &str, path: &str) -> Option<Respon
         .filter(|d| std::path::Path::new(d).exists())
         .map(|name| mover_proto::Entry {
             name,
+            name_b64: None,
             kind: mover_proto::EntryKind::Dir,
             size: 0,
             modified: None,

@@ -8,6 +8,8 @@ use hyper::client::conn::http2::SendRequest;
 use mover_proto::{route, ErrorBody};
 use serde::de::DeserializeOwned;
 
+use crate::raw_path::RawPath;
+
 /// Largest JSON answer Bifrost reads from an agent (a browse page is far smaller).
 const MAX_JSON_REPLY: usize = 16 * 1024 * 1024;
 
@@ -36,9 +38,9 @@ pub struct AgentClient {
     sender: SendRequest<Full<Bytes>>,
 }
 
-fn query(pairs: &[(&str, &str)]) -> String {
+fn query<V: AsRef<str>>(pairs: &[(&str, V)]) -> String {
     form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
+        .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_ref())))
         .finish()
 }
 
@@ -61,7 +63,7 @@ impl AgentClient {
             .map_err(|e| AgentError::Transport(e.to_string()))
     }
 
-    fn uri(path: &str, pairs: &[(&str, &str)]) -> String {
+    fn uri<V: AsRef<str>>(path: &str, pairs: &[(&str, V)]) -> String {
         if pairs.is_empty() {
             format!("http://agent{path}")
         } else {
@@ -70,10 +72,10 @@ impl AgentClient {
     }
 
     /// `GET` a JSON route.
-    pub async fn get_json<T: DeserializeOwned>(
+    pub async fn get_json<T: DeserializeOwned, V: AsRef<str>>(
         &self,
         path: &str,
-        pairs: &[(&str, &str)],
+        pairs: &[(&str, V)],
     ) -> Result<T, AgentError> {
         let req = Request::get(Self::uri(path, pairs))
             .body(Full::new(Bytes::new()))
@@ -89,7 +91,7 @@ impl AgentClient {
         body: &B,
     ) -> Result<(), AgentError> {
         let body = serde_json::to_vec(body).map_err(|e| AgentError::Protocol(e.to_string()))?;
-        let req = Request::post(Self::uri(path, &[]))
+        let req = Request::post(Self::uri::<&str>(path, &[]))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
@@ -102,8 +104,12 @@ impl AgentClient {
     }
 
     /// Starts reading a file from `offset`.
-    pub async fn read(&self, path: &str, offset: u64) -> Result<Response<Incoming>, AgentError> {
-        let mut req = Request::get(Self::uri(route::READ, &[("path", path)]));
+    pub async fn read(
+        &self,
+        path: &RawPath,
+        offset: u64,
+    ) -> Result<Response<Incoming>, AgentError> {
+        let mut req = Request::get(Self::uri(route::READ, &[path.query_pair()]));
         if offset > 0 {
             req = req.header(http::header::RANGE, format!("bytes={offset}-"));
         }
@@ -120,7 +126,7 @@ impl AgentClient {
 
     /// Opens the agent's event stream.
     pub async fn events(&self) -> Result<Response<Incoming>, AgentError> {
-        let req = Request::get(Self::uri(route::EVENTS, &[]))
+        let req = Request::get(Self::uri::<&str>(route::EVENTS, &[]))
             .body(Full::new(Bytes::new()))
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let res = self.send(req).await?;

@@ -13,6 +13,7 @@ use mover_proto::{route, BrowsePage, Entry, EntryKind};
 use tokio::task::JoinSet;
 
 use crate::agent_client::{AgentClient, AgentError};
+use crate::raw_path::RawPath;
 use crate::store::{JobRow, NewFile, StoreError};
 use crate::App;
 
@@ -196,8 +197,8 @@ async fn copy_pass(
         if batch.is_empty() {
             break;
         }
-        for (seq, file) in batch {
-            after = seq;
+        for file in batch {
+            after = file.seq;
             while tasks.len() >= job.concurrency as usize {
                 if let Some(r) = tasks.join_next().await {
                     settle(app, job, r, &mut retry, &mut disk_full).await?;
@@ -249,7 +250,7 @@ async fn settle(
         *retry = true;
         return Ok(());
     };
-    let (id, dest) = (job.id.clone(), file.dest.clone());
+    let (id, dest) = (job.id.clone(), file.seq);
     match result {
         Ok(copy::Copied::Done { size, blake3 }) => {
             app.store
@@ -262,7 +263,7 @@ async fn settle(
                 .await
         }
         Err(copy::CopyError::Failed(reason)) => {
-            tracing::warn!(job = %job.id, source = %file.source, %reason, "file failed");
+            tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file failed");
             app.store
                 .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
                 .await
@@ -275,12 +276,12 @@ async fn settle(
         }
         Err(copy::CopyError::Retry(reason)) => {
             if file.attempts + 1 >= MAX_ATTEMPTS {
-                tracing::warn!(job = %job.id, source = %file.source, %reason, "file failed after retries");
+                tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file failed after retries");
                 app.store
                     .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
                     .await
             } else {
-                tracing::info!(job = %job.id, source = %file.source, %reason, "file will be retried");
+                tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file will be retried");
                 *retry = true;
                 app.store.bump_attempts(id, dest).await
             }
@@ -305,34 +306,7 @@ impl From<StoreError> for ScanError {
     }
 }
 
-/// Last component of an agent path, for either separator.
-pub fn base_name(path: &str) -> &str {
-    path.trim_end_matches(['/', '\\'])
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default()
-}
-
-/// Joins an agent path and a name with the separator the path already uses.
-fn join_agent(dir: &str, name: &str) -> String {
-    let sep = if dir.contains('\\') && !dir.contains('/') {
-        '\\'
-    } else {
-        '/'
-    };
-    if dir.ends_with(sep) {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}{sep}{name}")
-    }
-}
-
-/// Whether a name from the agent is safe to use as one path component here.
-fn safe_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
-}
-
-fn new_file(source: String, dest: String, entry: &Entry) -> NewFile {
+fn new_file(source: RawPath, dest: RawPath, entry: &Entry) -> NewFile {
     let (status, reason) = match entry.kind {
         EntryKind::File | EntryKind::Dir => (FileStatus::Pending, None),
         EntryKind::Symlink => (
@@ -357,43 +331,44 @@ fn new_file(source: String, dest: String, entry: &Entry) -> NewFile {
 /// Lists every source into the job's file table; safe to repeat after an interruption.
 async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), ScanError> {
     for source in &job.sources {
-        let entry: Entry = client.get_json(route::STAT, &[("path", source)]).await?;
-        let name = base_name(source).to_owned();
+        let source = RawPath::new(source);
+        let entry: Entry = client.get_json(route::STAT, &[source.query_pair()]).await?;
+        let name = source.base_name();
         if entry.kind != EntryKind::Dir {
             app.store
-                .add_files(job.id.clone(), vec![new_file(source.clone(), name, &entry)])
+                .add_files(job.id.clone(), vec![new_file(source, name, &entry)])
                 .await?;
             continue;
         }
-        let mut folders = vec![(source.clone(), name)];
+        let mut folders = vec![(source, name)];
         while let Some((dir, rel)) = folders.pop() {
             let mut cursor: Option<String> = None;
             loop {
-                let mut pairs = vec![("path", dir.as_str())];
+                let mut pairs = vec![dir.query_pair()];
                 if let Some(c) = cursor.as_deref() {
-                    pairs.push(("cursor", c));
+                    pairs.push(("cursor", c.to_owned()));
                 }
                 let page: BrowsePage = client.get_json(route::BROWSE, &pairs).await?;
                 if cursor.is_none() && page.entries.is_empty() {
                     // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
                     let entry = Entry {
                         name: String::new(),
+                        name_b64: None,
                         kind: EntryKind::Dir,
                         size: 0,
                         modified: None,
                     };
+                    let mut dest = rel.clone();
+                    dest.0.push(b'/');
                     app.store
-                        .add_files(
-                            job.id.clone(),
-                            vec![new_file(dir.clone(), format!("{rel}/"), &entry)],
-                        )
+                        .add_files(job.id.clone(), vec![new_file(dir.clone(), dest, &entry)])
                         .await?;
                 }
                 let mut files = Vec::with_capacity(page.entries.len());
                 for e in &page.entries {
-                    let src = join_agent(&dir, &e.name);
-                    let dest = format!("{rel}/{}", e.name);
-                    if !safe_name(&e.name) {
+                    let name = RawPath::entry_name(e);
+                    let (src, dest) = (dir.join(&name), rel.child(&name));
+                    if !name.is_safe_name() {
                         files.push(NewFile {
                             source: src,
                             dest,
@@ -417,20 +392,4 @@ async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), ScanE
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_joins() {
-        assert_eq!(join_agent("/a", "b"), "/a/b");
-        assert_eq!(join_agent("/", "b"), "/b");
-        assert_eq!(join_agent(r"C:\data", "b"), r"C:\data\b");
-        assert!(safe_name("a b ü"));
-        assert!(!safe_name(".."));
-        assert!(!safe_name("a/b"));
-        assert!(!safe_name(""));
-    }
 }

@@ -4,6 +4,7 @@
 pub mod agent_client;
 pub mod api;
 pub mod engine;
+pub mod raw_path;
 pub mod registry;
 pub mod store;
 pub mod tls;

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use mover_proto::api::{Destination, FileReport, FileStatus, JobState};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::raw_path::RawPath;
+
 /// Errors from the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,16 +55,19 @@ CREATE TABLE IF NOT EXISTS job_files (
     job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
     source TEXT NOT NULL,
+    source_b64 TEXT,
     dest TEXT NOT NULL,
+    dest_b64 TEXT NOT NULL DEFAULT '',
     size INTEGER NOT NULL,
     modified TEXT,
     status TEXT NOT NULL,
     reason TEXT,
     blake3 TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (job, dest)
+    PRIMARY KEY (job, dest, dest_b64)
 );
 CREATE INDEX IF NOT EXISTS job_files_status ON job_files (job, status, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS job_files_seq ON job_files (job, seq);
 ";
 
 /// A connector row.
@@ -133,10 +138,12 @@ pub struct Counts {
 /// A file still to copy.
 #[derive(Debug, Clone)]
 pub struct PendingFile {
+    /// Its number within the job.
+    pub seq: i64,
     /// Path on the agent.
-    pub source: String,
+    pub source: RawPath,
     /// Path relative to the destination, `/`-separated.
-    pub dest: String,
+    pub dest: RawPath,
     /// Size seen at scan time.
     pub size: u64,
     /// Failed attempts so far.
@@ -149,9 +156,9 @@ pub struct PendingFile {
 #[derive(Debug, Clone)]
 pub struct NewFile {
     /// Path on the agent.
-    pub source: String,
+    pub source: RawPath,
     /// Path relative to the destination, `/`-separated.
-    pub dest: String,
+    pub dest: RawPath,
     /// Size.
     pub size: u64,
     /// Modification time.
@@ -455,10 +462,22 @@ impl Store {
             {
                 let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_files WHERE job = ?1", [&job], |r| r.get(0))?;
                 let mut stmt = tx.prepare(
-                    "INSERT OR IGNORE INTO job_files (job, seq, source, dest, size, modified, status, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR IGNORE INTO job_files (job, seq, source, source_b64, dest, dest_b64, size, modified, status, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
                 for (i, f) in files.into_iter().enumerate() {
-                    stmt.execute(params![job, next + i as i64, f.source, f.dest, f.size as i64, f.modified, status_str(f.status), f.reason])?;
+                    stmt.execute(params![
+                        job,
+                        next + i as i64,
+                        f.source.lossy(),
+                        f.source.b64(),
+                        f.dest.lossy(),
+                        f.dest.b64().unwrap_or_default(),
+                        f.size as i64,
+                        f.modified,
+                        status_str(f.status),
+                        f.reason
+                    ])?;
                 }
             }
             tx.commit()
@@ -472,23 +491,22 @@ impl Store {
         job: String,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<(i64, PendingFile)>, StoreError> {
+    ) -> Result<Vec<PendingFile>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare(
-                "SELECT seq, source, dest, size, attempts, modified FROM job_files WHERE job = ?1 AND status = 'pending' AND seq > ?2 ORDER BY seq LIMIT ?3",
+                "SELECT seq, source, source_b64, dest, dest_b64, size, attempts, modified FROM job_files
+                 WHERE job = ?1 AND status = 'pending' AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             let rows = stmt
                 .query_map(params![job, after, limit], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        PendingFile {
-                            source: r.get(1)?,
-                            dest: r.get(2)?,
-                            size: r.get::<_, i64>(3)? as u64,
-                            attempts: r.get(4)?,
-                            modified: r.get(5)?,
-                        },
-                    ))
+                    Ok(PendingFile {
+                        seq: r.get(0)?,
+                        source: RawPath::from_stored(r.get(1)?, r.get::<_, Option<String>>(2)?.as_deref()),
+                        dest: RawPath::from_stored(r.get(3)?, Some(r.get::<_, String>(4)?.as_str())),
+                        size: r.get::<_, i64>(5)? as u64,
+                        attempts: r.get(6)?,
+                        modified: r.get(7)?,
+                    })
                 })?
                 .collect();
             rows
@@ -500,7 +518,7 @@ impl Store {
     pub async fn finish_file(
         &self,
         job: String,
-        dest: String,
+        seq: i64,
         status: FileStatus,
         size: u64,
         reason: Option<String>,
@@ -508,20 +526,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
-                "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND dest = ?2",
-                params![job, dest, status_str(status), size as i64, reason, blake3],
+                "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2",
+                params![job, seq, status_str(status), size as i64, reason, blake3],
             )
             .map(drop)
         })
         .await
     }
 
-    /// Counts one more transport failure of a file.
-    pub async fn bump_attempts(&self, job: String, dest: String) -> Result<(), StoreError> {
+    /// Counts one more failed attempt at a file.
+    pub async fn bump_attempts(&self, job: String, seq: i64) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
-                "UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND dest = ?2",
-                params![job, dest],
+                "UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND seq = ?2",
+                params![job, seq],
             )
             .map(drop)
         })

@@ -43,7 +43,8 @@ pub mod route {
     pub const INFO: &str = "/v1/info";
     /// `POST` [`SessionState`]: Bifrost tells the agent whether it is authorized.
     pub const SESSION: &str = "/v1/session";
-    /// `GET ?path=P[&cursor=C]`: [`BrowsePage`].
+    /// `GET ?path=P[&cursor=C]`: [`BrowsePage`]. Every route taking `path` also takes
+    /// `path_b64` (the path's exact bytes, base64) for paths that are not UTF-8.
     pub const BROWSE: &str = "/v1/browse";
     /// `GET ?path=P`: [`Entry`] of that path.
     pub const STAT: &str = "/v1/stat";
@@ -111,6 +112,9 @@ pub enum EntryKind {
 pub struct Entry {
     /// File name (lossy UTF-8 when the real name is not UTF-8).
     pub name: String,
+    /// The name's exact bytes, base64, only when they are not valid UTF-8 (Unix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_b64: Option<String>,
     /// What the entry is.
     pub kind: EntryKind,
     /// Size in bytes (0 for folders).

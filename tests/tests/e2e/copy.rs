@@ -223,3 +223,78 @@ fn symlinks_and_single_files_and_paging() {
         assert!(!dest.join("many/link").exists());
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn names_that_are_not_utf8_are_recreated_exactly() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new();
+    // Latin-1 names, as old Samba shares and tarballs leave them.
+    let folder = w.share.join("legacy").join(OsStr::from_bytes(b"Re\xe7us"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join(OsStr::from_bytes(b"caf\xe9 menu.txt"));
+    std::fs::write(&file, "menu").unwrap();
+    std::fs::write(w.share.join("legacy/plain.txt"), "plain").unwrap();
+
+    let (status, page) = w.browse(&w.src("legacy"));
+    assert_eq!(status, 200, "{page}");
+    let odd = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name_b64"].is_string())
+        .expect("an entry with exact bytes")
+        .clone();
+    assert_eq!(odd["name"], "Re\u{fffd}us");
+    // The folder can be browsed by its exact bytes.
+    let mut raw = w.src("legacy").into_bytes();
+    raw.extend_from_slice(b"/Re\xe7us");
+    let b64 = base64_encode(&raw);
+    let (status, page) = w.bifrost.api(
+        "GET",
+        &format!(
+            "/api/v1/connectors/{}/browse?path_b64={}",
+            w.connector,
+            form_encode(&b64)
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["entries"][0]["name"], "caf\u{fffd} menu.txt");
+
+    let dest = w.dir.path().join("dest");
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[&w.src("legacy")], &dest, None);
+    let done = w.bifrost.wait_job(&job, Duration::from_secs(30));
+    assert_eq!(done["state"], "completed", "{done}");
+    let copied = dest
+        .join("legacy")
+        .join(OsStr::from_bytes(b"Re\xe7us"))
+        .join(OsStr::from_bytes(b"caf\xe9 menu.txt"));
+    assert_eq!(std::fs::read_to_string(copied).unwrap(), "menu");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("legacy/plain.txt")).unwrap(),
+        "plain"
+    );
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -117,14 +117,17 @@ pub async fn authorize(
         .touch_connector(id.clone(), info.version, info.os, info.host, info.roots)
         .await?;
     if let Some(live) = app.registry.authorize(&hash, &id) {
-        // The agent learns at once; a slow agent does not hold up the admin.
-        let client = live.client.clone();
+        // Tell the agent before answering, so a browse right after the 201 is served;
+        // a stuck agent holds the admin up for at most a few seconds.
         let session = SessionState::Authorized { name: name.clone() };
-        tokio::spawn(async move {
-            if let Err(e) = client.post_json(route::SESSION, &session).await {
-                tracing::warn!(error = %e, "cannot tell the agent it is authorized");
-            }
-        });
+        let told = tokio::time::timeout(
+            Duration::from_secs(5),
+            live.client.post_json(route::SESSION, &session),
+        )
+        .await;
+        if !matches!(told, Ok(Ok(()))) {
+            tracing::warn!(connector = %id, "the agent did not confirm its authorization; it learns on reconnect");
+        }
     }
     tracing::info!(connector = %id, %name, "connector authorized");
     let row = app
@@ -210,9 +213,25 @@ pub async fn online_client(app: &App, id: &str) -> Result<AgentClient, ApiError>
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathQuery {
-    path: String,
+    #[serde(default)]
+    path: Option<String>,
+    /// The path's exact bytes, base64, for names that are not UTF-8.
+    #[serde(default)]
+    path_b64: Option<String>,
     #[serde(default)]
     cursor: Option<String>,
+}
+
+impl PathQuery {
+    fn pair(&self) -> Result<(&'static str, &str), ApiError> {
+        match (&self.path, &self.path_b64) {
+            (Some(p), None) => Ok(("path", p)),
+            (None, Some(b)) => Ok(("path_b64", b)),
+            _ => Err(ApiError::bad_request(
+                "give exactly one of path and path_b64",
+            )),
+        }
+    }
 }
 
 /// `GET /connectors/{id}/browse?path=P[&cursor=C]`.
@@ -222,7 +241,7 @@ pub async fn browse(
     Query(q): Query<PathQuery>,
 ) -> Result<axum::Json<BrowsePage>, ApiError> {
     let client = online_client(&app, &id).await?;
-    let mut pairs = vec![("path", q.path.as_str())];
+    let mut pairs = vec![q.pair()?];
     if let Some(c) = q.cursor.as_deref() {
         pairs.push(("cursor", c));
     }
@@ -237,8 +256,6 @@ pub async fn stat(
 ) -> Result<axum::Json<Entry>, ApiError> {
     let client = online_client(&app, &id).await?;
     Ok(axum::Json(
-        client
-            .get_json(route::STAT, &[("path", q.path.as_str())])
-            .await?,
+        client.get_json(route::STAT, &[q.pair()?]).await?,
     ))
 }

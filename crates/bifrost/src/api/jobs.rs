@@ -81,15 +81,16 @@ pub async fn create(
     let mut names = HashSet::new();
     for source in &req.sources {
         let entry: Entry = client.get_json(route::STAT, &[("path", source)]).await?;
-        let name = engine::base_name(source);
-        if name.is_empty() {
+        let name = crate::raw_path::RawPath::new(source).base_name();
+        if name.0.is_empty() {
             return Err(ApiError::bad_request(format!(
                 "source {source:?} has no name to copy it under; choose a folder inside it"
             )));
         }
-        if !names.insert(name.to_owned()) {
+        if !names.insert(name.clone()) {
             return Err(ApiError::bad_request(format!(
-                "two sources are named {name:?}; they would land in the same place"
+                "two sources are named {:?}; they would land in the same place",
+                name.lossy()
             )));
         }
         tracing::debug!(%source, kind = ?entry.kind, "job source");

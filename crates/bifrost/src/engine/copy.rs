@@ -1,6 +1,6 @@
 //! Copying one file: resume from a partial temp file, verify BLAKE3, fsync, keep mtime, rename.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -46,13 +46,6 @@ fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
     }
 }
 
-/// Where `rel` (a `/`-separated relative path) lands under `root`.
-fn target(root: &Path, rel: &str) -> PathBuf {
-    rel.split('/')
-        .filter(|c| !c.is_empty())
-        .fold(root.to_path_buf(), |p, c| p.join(c))
-}
-
 fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }
@@ -90,8 +83,8 @@ async fn copy_inner(
     inflight: &AtomicU64,
     counted: &AtomicU64,
 ) -> Result<Copied, CopyError> {
-    let dest = target(root, &file.dest);
-    if file.dest.ends_with('/') {
+    let dest = file.dest.under(root);
+    if file.dest.0.ends_with(b"/") {
         tokio::fs::create_dir_all(&dest)
             .await
             .map_err(|e| local(e, "create folder", &dest))?;
