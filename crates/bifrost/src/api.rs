@@ -1,15 +1,17 @@
 //! The JSON API under `/api/v1`: routing, admin-token check, errors and the JSON extractor.
 
 mod connectors;
+mod events;
 mod jobs;
+mod session;
 
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http::StatusCode;
@@ -139,58 +141,32 @@ where
     }
 }
 
-/// Checks `Authorization: Bearer ADMIN-TOKEN` in constant time.
-async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
-        next.run(req).await
-    } else {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token (Authorization: Bearer TOKEN)",
-        )
-        .into_response()
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Every route Bifrost serves on its one port.
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
-        .route(
-            "/connectors",
-            get(connectors::list).post(connectors::authorize),
-        )
-        .route(
-            "/connectors/{id}",
-            axum::routing::delete(connectors::revoke).patch(connectors::rename),
-        )
+        .route("/session", get(session::current).delete(session::logout))
+        .route("/events", get(events::events))
+        .route("/connectors", get(connectors::list).post(connectors::authorize))
+        .route("/connectors/{id}", axum::routing::delete(connectors::revoke).patch(connectors::rename))
         .route("/connectors/{id}/browse", get(connectors::browse))
         .route("/connectors/{id}/stat", get(connectors::stat))
+        .route("/connectors/{id}/size", get(connectors::size))
         .route("/jobs", get(jobs::list).post(jobs::create))
+        .route("/jobs/preview", post(jobs::preview))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/files", get(jobs::files))
+        .route("/jobs/{id}/files.csv", get(jobs::files_csv))
         .route("/jobs/{id}/rerun", post(jobs::rerun))
         .route("/jobs/{id}/pause", post(jobs::pause))
         .route("/jobs/{id}/resume", post(jobs::resume))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(app.clone(), session::require_admin));
     Router::new()
         .route(mover_proto::TUNNEL_PATH, get(crate::tunnel::accept))
+        // Signing in is the one API call without a session.
+        .route("/api/v1/session", post(session::login))
         .nest("/api/v1", api)
-        .route("/", get(index))
+        .merge(crate::console::router())
         .with_state(app)
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }

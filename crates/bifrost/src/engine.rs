@@ -3,18 +3,16 @@
 mod copy;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mover_proto::api::{Destination, FileStatus, JobState};
-use mover_proto::{route, BrowsePage, Entry, EntryKind};
+use mover_proto::api::{FileStatus, JobState};
 use tokio::task::JoinSet;
 
 use crate::agent_client::{AgentClient, AgentError};
-use crate::raw_path::RawPath;
-use crate::store::{JobRow, NewFile, StoreError};
+use crate::store::{JobRow, StoreError};
+use crate::walk::{targets, walk, Filter, Sink, WalkError};
 use crate::App;
 
 /// Attempts per file before it is reported failed.
@@ -125,7 +123,7 @@ async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), 
                 app.store.set_scanned(id.to_owned()).await?;
                 job.scanned = true;
             }
-            Err(ScanError::Agent(AgentError::Status { status, message }))
+            Err(WalkError::Agent(AgentError::Status { status, message }))
                 if status.is_client_error() =>
             {
                 app.store
@@ -133,17 +131,15 @@ async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), 
                     .await?;
                 return Ok(());
             }
-            Err(ScanError::Agent(e)) => {
+            Err(WalkError::Agent(e)) => {
                 tracing::warn!(job = %id, error = %e, "scan interrupted; retrying when the agent is back");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(ScanError::Store(e)) => return Err(e),
+            Err(WalkError::Store(e)) => return Err(e),
         }
     }
-    let Destination::Folder { path } = &job.destination;
-    let root = PathBuf::from(path);
     loop {
-        let outcome = copy_pass(app, &job, &root, inflight).await?;
+        let outcome = copy_pass(app, &job, inflight).await?;
         match outcome {
             Pass::Finished => break,
             Pass::DiskFull => {
@@ -182,7 +178,6 @@ enum Pass {
 async fn copy_pass(
     app: &Arc<App>,
     job: &JobRow,
-    root: &std::path::Path,
     inflight: &Arc<AtomicU64>,
 ) -> Result<Pass, StoreError> {
     let mut after = 0;
@@ -211,9 +206,9 @@ async fn copy_pass(
                 retry = true;
                 break;
             };
-            let (root, inflight) = (root.to_owned(), inflight.clone());
+            let inflight = inflight.clone();
             tasks.spawn(async move {
-                let result = copy::copy_file(&client, &root, &file, &inflight).await;
+                let result = copy::copy_file(&client, &file, &inflight).await;
                 (file, result)
             });
         }
@@ -289,107 +284,22 @@ async fn settle(
     }
 }
 
-enum ScanError {
-    Agent(AgentError),
-    Store(StoreError),
+/// Records what a walk finds in the job's file table.
+struct StoreSink<'a> {
+    store: &'a crate::store::Store,
+    job: &'a str,
 }
 
-impl From<AgentError> for ScanError {
-    fn from(e: AgentError) -> Self {
-        ScanError::Agent(e)
-    }
-}
-
-impl From<StoreError> for ScanError {
-    fn from(e: StoreError) -> Self {
-        ScanError::Store(e)
-    }
-}
-
-fn new_file(source: RawPath, dest: RawPath, entry: &Entry) -> NewFile {
-    let (status, reason) = match entry.kind {
-        EntryKind::File | EntryKind::Dir => (FileStatus::Pending, None),
-        EntryKind::Symlink => (
-            FileStatus::Skipped,
-            Some("symbolic link (not followed)".to_owned()),
-        ),
-        EntryKind::Other => (
-            FileStatus::Skipped,
-            Some("device, FIFO or socket (never read)".to_owned()),
-        ),
-    };
-    NewFile {
-        source,
-        dest,
-        size: entry.size,
-        modified: entry.modified.clone(),
-        status,
-        reason,
+impl Sink for StoreSink<'_> {
+    async fn files(&mut self, files: Vec<crate::store::NewFile>) -> Result<(), WalkError> {
+        Ok(self.store.add_files(self.job.to_owned(), files).await?)
     }
 }
 
 /// Lists every source into the job's file table; safe to repeat after an interruption.
-async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), ScanError> {
-    for source in &job.sources {
-        let source = RawPath::new(source);
-        let entry: Entry = client.get_json(route::STAT, &[source.query_pair()]).await?;
-        let name = source.base_name();
-        if entry.kind != EntryKind::Dir {
-            app.store
-                .add_files(job.id.clone(), vec![new_file(source, name, &entry)])
-                .await?;
-            continue;
-        }
-        let mut folders = vec![(source, name)];
-        while let Some((dir, rel)) = folders.pop() {
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut pairs = vec![dir.query_pair()];
-                if let Some(c) = cursor.as_deref() {
-                    pairs.push(("cursor", c.to_owned()));
-                }
-                let page: BrowsePage = client.get_json(route::BROWSE, &pairs).await?;
-                if cursor.is_none() && page.entries.is_empty() {
-                    // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
-                    let entry = Entry {
-                        name: String::new(),
-                        name_b64: None,
-                        kind: EntryKind::Dir,
-                        size: 0,
-                        modified: None,
-                    };
-                    let mut dest = rel.clone();
-                    dest.0.push(b'/');
-                    app.store
-                        .add_files(job.id.clone(), vec![new_file(dir.clone(), dest, &entry)])
-                        .await?;
-                }
-                let mut files = Vec::with_capacity(page.entries.len());
-                for e in &page.entries {
-                    let name = RawPath::entry_name(e);
-                    let (src, dest) = (dir.join(&name), rel.child(&name));
-                    if !name.is_safe_name() {
-                        files.push(NewFile {
-                            source: src,
-                            dest,
-                            size: e.size,
-                            modified: None,
-                            status: FileStatus::Failed,
-                            reason: Some("unsafe file name from the agent".into()),
-                        });
-                    } else if e.kind == EntryKind::Dir {
-                        folders.push((src, dest));
-                    } else {
-                        files.push(new_file(src, dest, e));
-                    }
-                }
-                app.store.add_files(job.id.clone(), files).await?;
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
-            }
-        }
-    }
-    Ok(())
+async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), WalkError> {
+    // The filters were checked when the job was created.
+    let filter = Filter::new(&job.plan.filters).unwrap_or_default();
+    let targets = targets(&job.sources, &job.destination, &job.plan.mappings);
+    walk(client, &targets, &filter, &mut StoreSink { store: &app.store, job: &job.id }).await
 }

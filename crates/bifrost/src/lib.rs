@@ -3,12 +3,14 @@
 
 pub mod agent_client;
 pub mod api;
+pub mod console;
 pub mod engine;
 pub mod raw_path;
 pub mod registry;
 pub mod store;
 pub mod tls;
 pub mod tunnel;
+pub mod walk;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -94,12 +94,9 @@ impl RawPath {
         RawPath(trimmed[start..].to_vec())
     }
 
-    /// Where this `/`-separated relative path lands under `root`, byte for byte on Unix.
-    pub fn under(&self, root: &std::path::Path) -> std::path::PathBuf {
-        self.0
-            .split(|b| *b == b'/')
-            .filter(|c| !c.is_empty())
-            .fold(root.to_path_buf(), |p, c| p.join(os_str(c)))
+    /// This path on Bifrost's file system, byte for byte on Unix.
+    pub fn to_path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(os_str(&self.0))
     }
 }
 

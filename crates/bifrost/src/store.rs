@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use mover_proto::api::{Destination, FileReport, FileStatus, JobState};
+use mover_proto::api::{Destination, FileReport, FileStatus, Filters, JobState, Mapping};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::raw_path::RawPath;
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     connector TEXT NOT NULL,
     sources TEXT NOT NULL,
     destination TEXT NOT NULL,
+    plan TEXT NOT NULL DEFAULT '{}',
     state TEXT NOT NULL,
     reason TEXT,
     concurrency INTEGER NOT NULL,
@@ -65,6 +66,11 @@ CREATE TABLE IF NOT EXISTS job_files (
     blake3 TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job, dest, dest_b64)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    csrf TEXT NOT NULL,
+    expires INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS job_files_status ON job_files (job, status, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS job_files_seq ON job_files (job, seq);
@@ -102,6 +108,8 @@ pub struct JobRow {
     pub sources: Vec<String>,
     /// Destination.
     pub destination: Destination,
+    /// Home-drives mappings and filters.
+    pub plan: Plan,
     /// State.
     pub state: JobState,
     /// Why failed or paused.
@@ -116,6 +124,17 @@ pub struct JobRow {
     pub created: String,
     /// Updated.
     pub updated: String,
+}
+
+/// What a job copies beyond its sources and destination.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// Home-drives mappings (empty: the sources land in the destination).
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+    /// Which files to take.
+    #[serde(default)]
+    pub filters: Filters,
 }
 
 /// Per-status counts of a job's files.
@@ -167,6 +186,11 @@ pub struct NewFile {
     pub status: FileStatus,
     /// Why skipped or failed.
     pub reason: Option<String>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Current time, RFC 3339.
@@ -366,12 +390,36 @@ impl Store {
         .await
     }
 
+    /// Stores a console session (by the hash of its cookie), dropping expired ones.
+    pub async fn create_session(&self, token_hash: String, csrf: String, expires: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute("DELETE FROM sessions WHERE expires < ?1", [unix_now()])?;
+            c.execute("INSERT INTO sessions (token_hash, csrf, expires) VALUES (?1, ?2, ?3)", params![token_hash, csrf, expires])
+                .map(drop)
+        })
+        .await
+    }
+
+    /// The CSRF token of a live console session.
+    pub async fn session(&self, token_hash: String) -> Result<Option<String>, StoreError> {
+        self.call(move |c| {
+            c.query_row("SELECT csrf FROM sessions WHERE token_hash = ?1 AND expires >= ?2", params![token_hash, unix_now()], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    /// Ends a console session.
+    pub async fn delete_session(&self, token_hash: String) -> Result<(), StoreError> {
+        self.call(move |c| c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash]).map(drop)).await
+    }
+
     /// Creates a job.
     pub async fn insert_job(&self, job: JobRow) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
-                "INSERT INTO jobs (id, connector, sources, destination, state, reason, concurrency, scanned, rerun_of, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?9)",
+                "INSERT INTO jobs (id, connector, sources, destination, plan, state, reason, concurrency, scanned, rerun_of, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?10, ?5, ?6, ?7, 0, ?8, ?9, ?9)",
                 params![
                     job.id,
                     job.connector,
@@ -382,6 +430,7 @@ impl Store {
                     job.concurrency,
                     job.rerun_of,
                     job.created,
+                    serde_json::to_string(&job.plan).unwrap_or_default(),
                 ],
             )
             .map(drop)
@@ -622,7 +671,8 @@ fn connector_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectorRow> {
     })
 }
 
-const JOB_COLS: &str = "id, connector, sources, destination, state, reason, concurrency, scanned, rerun_of, created, updated";
+const JOB_COLS: &str =
+    "id, connector, sources, destination, state, reason, concurrency, scanned, rerun_of, created, updated, plan";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     let bad = |i: usize, what: &str| {
@@ -647,6 +697,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         rerun_of: r.get(8)?,
         created: r.get(9)?,
         updated: r.get(10)?,
+        plan: serde_json::from_str(&r.get::<_, String>(11)?).map_err(|_| bad(11, "plan"))?,
     })
 }
 

@@ -66,19 +66,93 @@ pub enum Destination {
     },
 }
 
-/// `POST /api/v1/jobs` body.
+/// One source folder copied into its own destination folder (home-drives mode).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// Absolute folder on the agent.
+    pub source: String,
+    /// Absolute folder at the destination that receives the source's contents.
+    pub destination: String,
+}
+
+/// Which files a job takes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    /// Glob patterns; when any are given, only files matching one are copied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Glob patterns of files and folders left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Leave out files and folders whose names start with a dot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_hidden: bool,
+    /// Only files modified at or after this time (RFC 3339, or a date `YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_after: Option<String>,
+}
+
+/// `POST /api/v1/jobs` body (and `/api/v1/jobs/preview`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     /// Connector id.
     pub connector: String,
-    /// Absolute paths on the agent.
+    /// Absolute paths on the agent; each lands as a folder (or file) of its name in `destination`.
+    #[serde(default)]
     pub sources: Vec<String>,
     /// Where to copy.
     pub destination: Destination,
+    /// Home-drives mode: each source folder's contents into its own folder, instead of `sources`.
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+    /// Which files to take.
+    #[serde(default)]
+    pub filters: Filters,
     /// Files copied at once (default 8).
     #[serde(default)]
     pub concurrency: Option<u32>,
+}
+
+/// What a job would copy (`POST /api/v1/jobs/preview`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Preview {
+    /// Files that would be copied.
+    pub files: u64,
+    /// Folders walked.
+    pub folders: u64,
+    /// Bytes that would be copied.
+    pub bytes: u64,
+    /// The first few files, as source paths.
+    pub sample: Vec<String>,
+}
+
+/// `GET /api/v1/connectors/{id}/size?path=P`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FolderSize {
+    /// Files below the folder.
+    pub files: u64,
+    /// Folders below the folder.
+    pub folders: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+}
+
+/// `POST /api/v1/session` body: sign in to the console.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The admin token.
+    pub token: String,
+}
+
+/// A console session: the CSRF token its state-changing calls carry in `X-CSRF-Token`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// CSRF token.
+    pub csrf: String,
 }
 
 /// Job state.
@@ -152,6 +226,12 @@ pub struct Job {
     pub sources: Vec<String>,
     /// Destination.
     pub destination: Destination,
+    /// Home-drives mappings, when the job uses them.
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+    /// Which files the job takes.
+    #[serde(default)]
+    pub filters: Filters,
     /// Current state.
     pub state: JobState,
     /// Why the job is failed or paused, when it is.
@@ -197,7 +277,7 @@ pub enum FileStatus {
 pub struct FileReport {
     /// Path on the agent.
     pub source: String,
-    /// Path relative to the destination folder.
+    /// Path at the destination.
     pub destination: String,
     /// Size in bytes.
     pub size: u64,

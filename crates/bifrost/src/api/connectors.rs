@@ -6,12 +6,14 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use http::StatusCode;
-use mover_proto::api::{AuthorizeRequest, Connector, ConnectorState, RenameRequest};
+use mover_proto::api::{AuthorizeRequest, Connector, ConnectorState, FolderSize, RenameRequest};
 use mover_proto::{route, BrowsePage, Entry, SessionState};
 use serde::Deserialize;
 
 use super::{ApiError, Json, Query};
 use crate::agent_client::AgentClient;
+use crate::raw_path::RawPath;
+use crate::walk::{walk, Counter, Filter, Target, WalkError};
 use crate::store::{new_id, ConnectorRow};
 use crate::{key_hash, App};
 
@@ -39,24 +41,21 @@ fn view(row: &ConnectorRow, app: &App) -> Connector {
             .map(|i| i.host.clone())
             .or_else(|| row.host.clone()),
         roots: info.map(|i| i.roots).unwrap_or_else(|| row.roots.clone()),
-        last_seen: if live.is_some() {
-            Some(crate::store::now())
-        } else {
-            row.last_seen.clone()
-        },
+        // While online, "last seen" is when the tunnel came up: it changes only on reconnects.
+        last_seen: live.as_ref().map(|l| l.since.clone()).or_else(|| row.last_seen.clone()),
     }
 }
 
 /// `GET /connectors`: authorized connectors, then tunnels waiting for authorization.
 pub async fn list(State(app): State<Arc<App>>) -> Result<axum::Json<Vec<Connector>>, ApiError> {
+    Ok(axum::Json(all(&app).await?))
+}
+
+/// Authorized connectors, then tunnels waiting for authorization.
+pub async fn all(app: &App) -> Result<Vec<Connector>, ApiError> {
     let rows = app.store.connectors().await?;
-    let mut out: Vec<Connector> = rows.iter().map(|r| view(r, &app)).collect();
-    let mut waiting: Vec<_> = app
-        .registry
-        .all()
-        .into_iter()
-        .filter(|l| l.connector.is_none())
-        .collect();
+    let mut out: Vec<Connector> = rows.iter().map(|r| view(r, app)).collect();
+    let mut waiting: Vec<_> = app.registry.all().into_iter().filter(|l| l.connector.is_none()).collect();
     waiting.sort_by(|a, b| a.since.cmp(&b.since));
     out.extend(waiting.into_iter().map(|l| Connector {
         id: l.waiting_id,
@@ -66,9 +65,9 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<axum::Json<Vec<Connecto
         os: Some(l.info.os),
         host: Some(l.info.host),
         roots: l.info.roots,
-        last_seen: Some(crate::store::now()),
+        last_seen: Some(l.since),
     }));
-    Ok(axum::Json(out))
+    Ok(out)
 }
 
 /// `POST /connectors {"key","name"}`: authorizes the agent presenting `key`.
@@ -258,4 +257,26 @@ pub async fn stat(
     Ok(axum::Json(
         client.get_json(route::STAT, &[q.pair()?]).await?,
     ))
+}
+
+/// `GET /connectors/{id}/size?path=P`: files, folders and bytes below a folder.
+pub async fn size(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> Result<axum::Json<FolderSize>, ApiError> {
+    let client = online_client(&app, &id).await?;
+    let source = match q.pair()? {
+        ("path", p) => RawPath::new(p),
+        (_, b64) => RawPath::from_stored(String::new(), Some(b64)),
+    };
+    let targets = [Target { source, dest: RawPath::new("/") }];
+    let mut counter = Counter::default();
+    match tokio::time::timeout(Duration::from_secs(120), walk(&client, &targets, &Filter::default(), &mut counter)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(WalkError::Agent(e))) => return Err(e.into()),
+        Ok(Err(WalkError::Store(e))) => return Err(e.into()),
+        Err(_) => return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the folder is too large to count in two minutes")),
+    }
+    Ok(axum::Json(FolderSize { files: counter.files, folders: counter.folders.saturating_sub(1), bytes: counter.bytes }))
 }

@@ -1,22 +1,29 @@
-//! `/api/v1/jobs`: create, list, inspect, pause, resume, cancel and re-run transfer jobs.
+//! `/api/v1/jobs`: create, preview, list, inspect, pause, resume, cancel and re-run transfer jobs.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use axum::Json as Reply;
 use http::StatusCode;
-use mover_proto::api::{CreateJob, Destination, FileReportPage, FileStatus, Job, JobState};
+use mover_proto::api::{CreateJob, Destination, FileReportPage, FileStatus, Job, JobState, Preview};
 use mover_proto::{route, Entry};
 use serde::Deserialize;
 
 use super::connectors::online_client;
 use super::{ApiError, Json, Query};
+use crate::agent_client::AgentClient;
 use crate::engine;
-use crate::store::{new_id, now, JobRow};
+use crate::raw_path::RawPath;
+use crate::store::{new_id, now, JobRow, Plan};
+use crate::walk::{targets, walk, Counter, Filter, WalkError};
 use crate::App;
 
 const MAX_SOURCES: usize = 10_000;
+/// How long a preview may walk before it gives up.
+const PREVIEW_LIMIT: Duration = Duration::from_secs(120);
 
 /// The API view of a job, with live byte progress.
 pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
@@ -33,6 +40,8 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
         connector: row.connector,
         sources: row.sources,
         destination: row.destination,
+        mappings: row.plan.mappings,
+        filters: row.plan.filters,
         state: row.state,
         reason: row.reason,
         concurrency: row.concurrency,
@@ -43,69 +52,96 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
 }
 
 async fn row(app: &App, id: &str) -> Result<JobRow, ApiError> {
-    app.store
-        .job(id.to_owned())
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+    app.store.job(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
-/// `POST /jobs`.
-pub async fn create(
-    State(app): State<Arc<App>>,
-    Json(req): Json<CreateJob>,
-) -> Result<(StatusCode, Reply<Job>), ApiError> {
-    if req.sources.is_empty() {
+fn absolute(path: &str, what: &str) -> Result<(), ApiError> {
+    if std::path::Path::new(path).is_absolute() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("{what} {path:?} is not an absolute path")))
+    }
+}
+
+/// Checks a job request and the agent's view of its sources; returns the agent client.
+async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter), ApiError> {
+    let sources: Vec<&str> = if req.mappings.is_empty() {
+        req.sources.iter().map(String::as_str).collect()
+    } else {
+        if !req.sources.is_empty() {
+            return Err(ApiError::bad_request("give either sources or mappings, not both"));
+        }
+        req.mappings.iter().map(|m| m.source.as_str()).collect()
+    };
+    if sources.is_empty() {
         return Err(ApiError::bad_request("a job needs at least one source"));
     }
-    if req.sources.len() > MAX_SOURCES {
-        return Err(ApiError::bad_request(format!(
-            "a job takes at most {MAX_SOURCES} sources"
-        )));
+    if sources.len() > MAX_SOURCES {
+        return Err(ApiError::bad_request(format!("a job takes at most {MAX_SOURCES} sources")));
     }
     let concurrency = req.concurrency.unwrap_or(8);
     if !(1..=64).contains(&concurrency) {
-        return Err(ApiError::bad_request(
-            "concurrency must be between 1 and 64",
-        ));
+        return Err(ApiError::bad_request("concurrency must be between 1 and 64"));
     }
+    let filter = Filter::new(&req.filters).map_err(ApiError::bad_request)?;
     let Destination::Folder { path } = &req.destination;
-    let dest = std::path::Path::new(path);
-    if !dest.is_absolute() {
-        return Err(ApiError::bad_request(format!(
-            "destination {path:?} is not an absolute path"
-        )));
+    absolute(path, "destination")?;
+    let mut seen = HashSet::new();
+    for m in &req.mappings {
+        absolute(&m.destination, "mapping destination")?;
+        if !seen.insert(m.destination.trim_end_matches('/')) {
+            return Err(ApiError::bad_request(format!("two mappings share the destination {:?}", m.destination)));
+        }
     }
-    std::fs::create_dir_all(dest)
-        .map_err(|e| ApiError::bad_request(format!("cannot create destination {path:?}: {e}")))?;
-    let client = online_client(&app, &req.connector).await?;
+    let client = online_client(app, &req.connector).await?;
     let mut names = HashSet::new();
-    for source in &req.sources {
+    for source in sources {
         let entry: Entry = client.get_json(route::STAT, &[("path", source)]).await?;
-        let name = crate::raw_path::RawPath::new(source).base_name();
+        let name = RawPath::new(source).base_name();
         if name.0.is_empty() {
             return Err(ApiError::bad_request(format!(
                 "source {source:?} has no name to copy it under; choose a folder inside it"
             )));
         }
-        if !names.insert(name.clone()) {
+        if req.mappings.is_empty() && !names.insert(name.clone()) {
             return Err(ApiError::bad_request(format!(
                 "two sources are named {:?}; they would land in the same place",
                 name.lossy()
             )));
         }
-        tracing::debug!(%source, kind = ?entry.kind, "job source");
+        if !req.mappings.is_empty() && entry.kind != mover_proto::EntryKind::Dir {
+            return Err(ApiError::bad_request(format!("mapped source {source:?} is not a folder")));
+        }
     }
-    let id = insert(
-        &app,
-        req.connector,
-        req.sources,
-        req.destination,
-        concurrency,
-        None,
-    )
-    .await?;
+    Ok((client, concurrency, filter))
+}
+
+/// `POST /jobs`.
+pub async fn create(State(app): State<Arc<App>>, Json(req): Json<CreateJob>) -> Result<(StatusCode, Reply<Job>), ApiError> {
+    let (_, concurrency, _) = check(&app, &req).await?;
+    let Destination::Folder { path } = &req.destination;
+    let folders = std::iter::once(path.as_str()).chain(req.mappings.iter().map(|m| m.destination.as_str()));
+    for folder in folders {
+        std::fs::create_dir_all(folder).map_err(|e| ApiError::bad_request(format!("cannot create destination {folder:?}: {e}")))?;
+    }
+    let plan = Plan { mappings: req.mappings, filters: req.filters };
+    let id = insert(&app, req.connector, req.sources, req.destination, plan, concurrency, None).await?;
     let job = view(&app, row(&app, &id).await?).await?;
     Ok((StatusCode::CREATED, Reply(job)))
+}
+
+/// `POST /jobs/preview`: what a job with this body would copy, counted, without copying.
+pub async fn preview(State(app): State<Arc<App>>, Json(req): Json<CreateJob>) -> Result<Reply<Preview>, ApiError> {
+    let (client, _, filter) = check(&app, &req).await?;
+    let targets = targets(&req.sources, &req.destination, &req.mappings);
+    let mut counter = Counter::default();
+    match tokio::time::timeout(PREVIEW_LIMIT, walk(&client, &targets, &filter, &mut counter)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(WalkError::Agent(e))) => return Err(e.into()),
+        Ok(Err(WalkError::Store(e))) => return Err(e.into()),
+        Err(_) => return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the sources are too large to count in two minutes")),
+    }
+    Ok(Reply(Preview { files: counter.files, folders: counter.folders.saturating_sub(targets.len() as u64), bytes: counter.bytes, sample: counter.sample }))
 }
 
 async fn insert(
@@ -113,6 +149,7 @@ async fn insert(
     connector: String,
     sources: Vec<String>,
     destination: Destination,
+    plan: Plan,
     concurrency: u32,
     rerun_of: Option<String>,
 ) -> Result<String, ApiError> {
@@ -124,6 +161,7 @@ async fn insert(
             connector,
             sources,
             destination,
+            plan,
             state: JobState::Queued,
             reason: None,
             concurrency,
@@ -140,18 +178,20 @@ async fn insert(
 
 /// `GET /jobs`.
 pub async fn list(State(app): State<Arc<App>>) -> Result<Reply<Vec<Job>>, ApiError> {
+    Ok(Reply(all(&app).await?))
+}
+
+/// Every job, newest first.
+pub async fn all(app: &App) -> Result<Vec<Job>, ApiError> {
     let mut out = Vec::new();
     for r in app.store.jobs().await? {
-        out.push(view(&app, r).await?);
+        out.push(view(app, r).await?);
     }
-    Ok(Reply(out))
+    Ok(out)
 }
 
 /// `GET /jobs/{id}`.
-pub async fn get(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Reply<Job>, ApiError> {
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 
@@ -164,103 +204,91 @@ pub struct FilesQuery {
 }
 
 /// `GET /jobs/{id}/files[?status=copied|failed|skipped|pending]`.
-pub async fn files(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-    Query(q): Query<FilesQuery>,
-) -> Result<Reply<FileReportPage>, ApiError> {
+pub async fn files(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<FilesQuery>) -> Result<Reply<FileReportPage>, ApiError> {
     row(&app, &id).await?;
-    Ok(Reply(FileReportPage {
-        files: app.store.files(id, q.status).await?,
-    }))
+    Ok(Reply(FileReportPage { files: app.store.files(id, q.status).await? }))
+}
+
+fn csv_field(s: &str) -> String {
+    // Quote everything; a leading formula character is defused for spreadsheet apps.
+    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `GET /jobs/{id}/files.csv[?status=...]`: the report as CSV.
+pub async fn files_csv(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<FilesQuery>) -> Result<impl IntoResponse, ApiError> {
+    row(&app, &id).await?;
+    let files = app.store.files(id.clone(), q.status).await?;
+    let mut out = String::from("source,destination,size,status,reason,blake3\r\n");
+    for f in files {
+        let status = serde_json::to_value(f.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let fields = [
+            csv_field(&f.source),
+            csv_field(&f.destination),
+            f.size.to_string(),
+            status,
+            csv_field(f.reason.as_deref().unwrap_or_default()),
+            f.blake3.unwrap_or_default(),
+        ];
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    let disposition = format!("attachment; filename=\"job-{id}-report.csv\"");
+    Ok(([(http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (http::header::CONTENT_DISPOSITION, disposition)], out))
 }
 
 /// `POST /jobs/{id}/rerun`: a new job over the same sources that copies only new or changed files.
-pub async fn rerun(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Reply<Job>), ApiError> {
+pub async fn rerun(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<(StatusCode, Reply<Job>), ApiError> {
     let old = row(&app, &id).await?;
     if !old.state.is_finished() {
-        return Err(ApiError::conflict(format!(
-            "job {id} is still {}; re-run it once it has finished",
-            old.state.as_str()
-        )));
+        return Err(ApiError::conflict(format!("job {id} is still {}; re-run it once it has finished", old.state.as_str())));
     }
     online_client(&app, &old.connector).await?;
-    let new = insert(
-        &app,
-        old.connector,
-        old.sources,
-        old.destination,
-        old.concurrency,
-        Some(id),
-    )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Reply(view(&app, row(&app, &new).await?).await?),
-    ))
+    let new = insert(&app, old.connector, old.sources, old.destination, old.plan, old.concurrency, Some(id)).await?;
+    Ok((StatusCode::CREATED, Reply(view(&app, row(&app, &new).await?).await?)))
 }
 
 /// `POST /jobs/{id}/pause`.
-pub async fn pause(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Reply<Job>, ApiError> {
+pub async fn pause(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
     let r = row(&app, &id).await?;
     if !matches!(r.state, JobState::Queued | JobState::Running) {
-        return Err(ApiError::conflict(format!(
-            "job {id} is {}, not running",
-            r.state.as_str()
-        )));
+        return Err(ApiError::conflict(format!("job {id} is {}, not running", r.state.as_str())));
     }
     engine::stop(&app, &id).await;
-    app.store
-        .set_job_state(
-            id.clone(),
-            JobState::Paused,
-            Some("paused by an admin".into()),
-        )
-        .await?;
+    app.store.set_job_state(id.clone(), JobState::Paused, Some("paused by an admin".into())).await?;
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 
 /// `POST /jobs/{id}/resume`.
-pub async fn resume(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Reply<Job>, ApiError> {
+pub async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
     let r = row(&app, &id).await?;
     if r.state != JobState::Paused {
-        return Err(ApiError::conflict(format!(
-            "job {id} is {}, not paused",
-            r.state.as_str()
-        )));
+        return Err(ApiError::conflict(format!("job {id} is {}, not paused", r.state.as_str())));
     }
-    app.store
-        .set_job_state(id.clone(), JobState::Queued, None)
-        .await?;
+    app.store.set_job_state(id.clone(), JobState::Queued, None).await?;
     engine::start(&app, id.clone());
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 
 /// `POST /jobs/{id}/cancel`.
-pub async fn cancel(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Reply<Job>, ApiError> {
+pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
     let r = row(&app, &id).await?;
     if r.state.is_finished() {
         return Err(ApiError::conflict(format!("job {id} has already finished")));
     }
     engine::stop(&app, &id).await;
-    app.store
-        .set_job_state(
-            id.clone(),
-            JobState::Cancelled,
-            Some("cancelled by an admin".into()),
-        )
-        .await?;
+    app.store.set_job_state(id.clone(), JobState::Cancelled, Some("cancelled by an admin".into())).await?;
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "\"'=cmd()\"");
+    }
 }

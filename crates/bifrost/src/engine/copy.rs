@@ -66,24 +66,22 @@ fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
 /// Copies one file from the agent into `root`.
 pub async fn copy_file(
     client: &AgentClient,
-    root: &Path,
     file: &PendingFile,
     inflight: &Arc<AtomicU64>,
 ) -> Result<Copied, CopyError> {
     let counted = AtomicU64::new(0);
-    let result = copy_inner(client, root, file, inflight, &counted).await;
+    let result = copy_inner(client, file, inflight, &counted).await;
     inflight.fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
     result
 }
 
 async fn copy_inner(
     client: &AgentClient,
-    root: &Path,
     file: &PendingFile,
     inflight: &AtomicU64,
     counted: &AtomicU64,
 ) -> Result<Copied, CopyError> {
-    let dest = file.dest.under(root);
+    let dest = file.dest.to_path();
     if file.dest.0.ends_with(b"/") {
         tokio::fs::create_dir_all(&dest)
             .await
@@ -93,7 +91,7 @@ async fn copy_inner(
             blake3: blake3::hash(b"").to_hex().to_string(),
         });
     }
-    let parent = dest.parent().unwrap_or(root).to_path_buf();
+    let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(|e| local(e, "create folder", &parent))?;

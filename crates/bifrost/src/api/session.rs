@@ -1,0 +1,116 @@
+//! Console sign-in: the admin token buys an HttpOnly session cookie and a CSRF token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use mover_proto::api::{Login, SessionInfo};
+
+use super::{ApiError, Json};
+use crate::store::unix_now;
+use crate::App;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "bifrost_session";
+/// The header a console session's state-changing calls carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a console session lasts.
+const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// The console session a request was authenticated by, if any.
+#[derive(Clone)]
+pub struct Session {
+    /// Its CSRF token.
+    pub csrf: String,
+}
+
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("the OS random source failed: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `POST /api/v1/session {"token"}`: signs in.
+pub async fn login(State(app): State<Arc<App>>, Json(req): Json<Login>) -> Result<Response, ApiError> {
+    if !constant_time_eq(req.token.trim().as_bytes(), app.admin_token.as_bytes()) {
+        // Slow down guessing.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "that is not the admin token (it is in DATA/admin.token)"));
+    }
+    let (token, csrf) = (random_hex(32)?, random_hex(16)?);
+    app.store.create_session(hash(&token), csrf.clone(), unix_now() + LIFETIME.as_secs() as i64).await?;
+    let cookie = format!("{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}", LIFETIME.as_secs());
+    let mut res = axum::Json(SessionInfo { csrf }).into_response();
+    res.headers_mut().insert(http::header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(ApiError::internal)?);
+    Ok(res)
+}
+
+/// `GET /api/v1/session`: the current session's CSRF token (401 when signed out).
+pub async fn current(session: Option<Extension<Session>>) -> axum::Json<SessionInfo> {
+    axum::Json(SessionInfo { csrf: session.map(|s| s.0.csrf).unwrap_or_default() })
+}
+
+/// `DELETE /api/v1/session`: signs out.
+pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = cookie(&headers, COOKIE) {
+        app.store.delete_session(hash(&token)).await?;
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    let clear = format!("{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0");
+    res.headers_mut().insert(http::header::SET_COOKIE, HeaderValue::from_str(&clear).map_err(ApiError::internal)?);
+    Ok(res)
+}
+
+/// Lets a request through with `Authorization: Bearer ADMIN-TOKEN` (scripts), or with a console
+/// session cookie plus, for anything but reads, the session's CSRF token.
+pub async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(given) = bearer {
+        if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
+            return next.run(req).await;
+        }
+        return ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token").into_response();
+    }
+    let Some(token) = cookie(req.headers(), COOKIE) else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "sign in first, or send Authorization: Bearer ADMIN-TOKEN").into_response();
+    };
+    let csrf = match app.store.session(hash(&token)).await {
+        Ok(Some(csrf)) => csrf,
+        Ok(None) => return ApiError::new(StatusCode::UNAUTHORIZED, "your session has ended; sign in again").into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    let given = req.headers().get(CSRF_HEADER).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    if !safe && !constant_time_eq(&given, csrf.as_bytes()) {
+        return ApiError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token; reload the console").into_response();
+    }
+    req.extensions_mut().insert(Session { csrf });
+    next.run(req).await
+}
