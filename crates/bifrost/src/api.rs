@@ -146,8 +146,14 @@ pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/session", get(session::current).delete(session::logout))
         .route("/events", get(events::events))
-        .route("/connectors", get(connectors::list).post(connectors::authorize))
-        .route("/connectors/{id}", axum::routing::delete(connectors::revoke).patch(connectors::rename))
+        .route(
+            "/connectors",
+            get(connectors::list).post(connectors::authorize),
+        )
+        .route(
+            "/connectors/{id}",
+            axum::routing::delete(connectors::revoke).patch(connectors::rename),
+        )
         .route("/connectors/{id}/browse", get(connectors::browse))
         .route("/connectors/{id}/stat", get(connectors::stat))
         .route("/connectors/{id}/size", get(connectors::size))
@@ -161,7 +167,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}/resume", post(jobs::resume))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
-        .route_layer(middleware::from_fn_with_state(app.clone(), session::require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            session::require_admin,
+        ));
     Router::new()
         .route(mover_proto::TUNNEL_PATH, get(crate::tunnel::accept))
         // Signing in is the one API call without a session.

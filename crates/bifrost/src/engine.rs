@@ -301,5 +301,14 @@ async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), WalkE
     // The filters were checked when the job was created.
     let filter = Filter::new(&job.plan.filters).unwrap_or_default();
     let targets = targets(&job.sources, &job.destination, &job.plan.mappings);
-    walk(client, &targets, &filter, &mut StoreSink { store: &app.store, job: &job.id }).await
+    walk(
+        client,
+        &targets,
+        &filter,
+        &mut StoreSink {
+            store: &app.store,
+            job: &job.id,
+        },
+    )
+    .await
 }

@@ -391,11 +391,19 @@ impl Store {
     }
 
     /// Stores a console session (by the hash of its cookie), dropping expired ones.
-    pub async fn create_session(&self, token_hash: String, csrf: String, expires: i64) -> Result<(), StoreError> {
+    pub async fn create_session(
+        &self,
+        token_hash: String,
+        csrf: String,
+        expires: i64,
+    ) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute("DELETE FROM sessions WHERE expires < ?1", [unix_now()])?;
-            c.execute("INSERT INTO sessions (token_hash, csrf, expires) VALUES (?1, ?2, ?3)", params![token_hash, csrf, expires])
-                .map(drop)
+            c.execute(
+                "INSERT INTO sessions (token_hash, csrf, expires) VALUES (?1, ?2, ?3)",
+                params![token_hash, csrf, expires],
+            )
+            .map(drop)
         })
         .await
     }
@@ -403,15 +411,23 @@ impl Store {
     /// The CSRF token of a live console session.
     pub async fn session(&self, token_hash: String) -> Result<Option<String>, StoreError> {
         self.call(move |c| {
-            c.query_row("SELECT csrf FROM sessions WHERE token_hash = ?1 AND expires >= ?2", params![token_hash, unix_now()], |r| r.get(0))
-                .optional()
+            c.query_row(
+                "SELECT csrf FROM sessions WHERE token_hash = ?1 AND expires >= ?2",
+                params![token_hash, unix_now()],
+                |r| r.get(0),
+            )
+            .optional()
         })
         .await
     }
 
     /// Ends a console session.
     pub async fn delete_session(&self, token_hash: String) -> Result<(), StoreError> {
-        self.call(move |c| c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash]).map(drop)).await
+        self.call(move |c| {
+            c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])
+                .map(drop)
+        })
+        .await
     }
 
     /// Creates a job.

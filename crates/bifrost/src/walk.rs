@@ -23,7 +23,10 @@ pub fn targets(sources: &[String], destination: &Destination, mappings: &[Mappin
     if !mappings.is_empty() {
         return mappings
             .iter()
-            .map(|m| Target { source: RawPath::new(&m.source), dest: RawPath::new(&m.destination) })
+            .map(|m| Target {
+                source: RawPath::new(&m.source),
+                dest: RawPath::new(&m.destination),
+            })
             .collect();
     }
     let Destination::Folder { path } = destination;
@@ -85,7 +88,9 @@ pub fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
     let s = s.trim();
     time::OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
         let fmt = time::macros::format_description!("[year]-[month]-[day]");
-        time::Date::parse(s, &fmt).ok().map(|d| d.midnight().assume_utc())
+        time::Date::parse(s, &fmt)
+            .ok()
+            .map(|d| d.midnight().assume_utc())
     })
 }
 
@@ -93,9 +98,9 @@ impl Filter {
     /// Compiles the filters; a bad pattern or date is a readable error.
     pub fn new(f: &Filters) -> Result<Self, String> {
         let modified_after = match &f.modified_after {
-            Some(s) if !s.trim().is_empty() => {
-                Some(parse_time(s).ok_or_else(|| format!("modified_after {s:?} is not a date (YYYY-MM-DD) or RFC 3339 time"))?)
-            }
+            Some(s) if !s.trim().is_empty() => Some(parse_time(s).ok_or_else(|| {
+                format!("modified_after {s:?} is not a date (YYYY-MM-DD) or RFC 3339 time")
+            })?),
             _ => None,
         };
         Ok(Self {
@@ -111,7 +116,9 @@ impl Filter {
     }
 
     fn excluded(&self, rel: &str, name: &str) -> bool {
-        self.exclude.as_ref().is_some_and(|g| g.is_match(rel) || g.is_match(name))
+        self.exclude
+            .as_ref()
+            .is_some_and(|g| g.is_match(rel) || g.is_match(name))
     }
 
     /// Whether to walk into a folder.
@@ -130,7 +137,10 @@ impl Filter {
                 return false;
             }
         }
-        match (self.modified_after, entry.modified.as_deref().and_then(parse_time)) {
+        match (
+            self.modified_after,
+            entry.modified.as_deref().and_then(parse_time),
+        ) {
             (Some(after), Some(m)) => m >= after,
             (Some(_), None) => false,
             _ => true,
@@ -141,7 +151,10 @@ impl Filter {
 /// Receives what a walk finds.
 pub trait Sink {
     /// A batch of files (one folder page).
-    fn files(&mut self, files: Vec<NewFile>) -> impl std::future::Future<Output = Result<(), WalkError>> + Send;
+    fn files(
+        &mut self,
+        files: Vec<NewFile>,
+    ) -> impl std::future::Future<Output = Result<(), WalkError>> + Send;
     /// One more folder walked.
     fn folder(&mut self) {}
 }
@@ -149,19 +162,44 @@ pub trait Sink {
 fn new_file(source: RawPath, dest: RawPath, entry: &Entry) -> NewFile {
     let (status, reason) = match entry.kind {
         EntryKind::File | EntryKind::Dir => (FileStatus::Pending, None),
-        EntryKind::Symlink => (FileStatus::Skipped, Some("symbolic link (not followed)".to_owned())),
-        EntryKind::Other => (FileStatus::Skipped, Some("device, FIFO or socket (never read)".to_owned())),
+        EntryKind::Symlink => (
+            FileStatus::Skipped,
+            Some("symbolic link (not followed)".to_owned()),
+        ),
+        EntryKind::Other => (
+            FileStatus::Skipped,
+            Some("device, FIFO or socket (never read)".to_owned()),
+        ),
     };
-    NewFile { source, dest, size: entry.size, modified: entry.modified.clone(), status, reason }
+    NewFile {
+        source,
+        dest,
+        size: entry.size,
+        modified: entry.modified.clone(),
+        status,
+        reason,
+    }
 }
 
 /// Walks every target through the agent, page by page, handing files to `sink`.
-pub async fn walk<S: Sink>(client: &AgentClient, targets: &[Target], filter: &Filter, sink: &mut S) -> Result<(), WalkError> {
+pub async fn walk<S: Sink>(
+    client: &AgentClient,
+    targets: &[Target],
+    filter: &Filter,
+    sink: &mut S,
+) -> Result<(), WalkError> {
     for target in targets {
-        let entry: Entry = client.get_json(route::STAT, &[target.source.query_pair()]).await?;
+        let entry: Entry = client
+            .get_json(route::STAT, &[target.source.query_pair()])
+            .await?;
         if entry.kind != EntryKind::Dir {
             // A file chosen by name is taken whatever the filters say.
-            sink.files(vec![new_file(target.source.clone(), target.dest.clone(), &entry)]).await?;
+            sink.files(vec![new_file(
+                target.source.clone(),
+                target.dest.clone(),
+                &entry,
+            )])
+            .await?;
             continue;
         }
         // (agent folder, destination folder, path relative to the target for the filters)
@@ -177,16 +215,27 @@ pub async fn walk<S: Sink>(client: &AgentClient, targets: &[Target], filter: &Fi
                 let page: BrowsePage = client.get_json(route::BROWSE, &pairs).await?;
                 if cursor.is_none() && page.entries.is_empty() {
                     // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
-                    let entry = Entry { name: String::new(), name_b64: None, kind: EntryKind::Dir, size: 0, modified: None };
+                    let entry = Entry {
+                        name: String::new(),
+                        name_b64: None,
+                        kind: EntryKind::Dir,
+                        size: 0,
+                        modified: None,
+                    };
                     let mut marker = dest.clone();
                     marker.0.push(b'/');
-                    sink.files(vec![new_file(dir.clone(), marker, &entry)]).await?;
+                    sink.files(vec![new_file(dir.clone(), marker, &entry)])
+                        .await?;
                 }
                 let mut files = Vec::with_capacity(page.entries.len());
                 for e in &page.entries {
                     let name = RawPath::entry_name(e);
                     let (src, to) = (dir.join(&name), dest.child(&name));
-                    let rel = if rel.is_empty() { name.lossy() } else { format!("{rel}/{}", name.lossy()) };
+                    let rel = if rel.is_empty() {
+                        name.lossy()
+                    } else {
+                        format!("{rel}/{}", name.lossy())
+                    };
                     if !name.is_safe_name() {
                         files.push(NewFile {
                             source: src,
@@ -230,7 +279,10 @@ pub struct Counter {
 
 impl Sink for Counter {
     async fn files(&mut self, files: Vec<NewFile>) -> Result<(), WalkError> {
-        for f in files.into_iter().filter(|f| f.status == FileStatus::Pending && !f.dest.0.ends_with(b"/")) {
+        for f in files
+            .into_iter()
+            .filter(|f| f.status == FileStatus::Pending && !f.dest.0.ends_with(b"/"))
+        {
             self.files += 1;
             self.bytes += f.size;
             if self.sample.len() < 100 {
@@ -250,7 +302,13 @@ mod tests {
     use super::*;
 
     fn entry(modified: &str) -> Entry {
-        Entry { name: "x".into(), name_b64: None, kind: EntryKind::File, size: 1, modified: Some(modified.into()) }
+        Entry {
+            name: "x".into(),
+            name_b64: None,
+            kind: EntryKind::File,
+            size: 1,
+            modified: Some(modified.into()),
+        }
     }
 
     #[test]
@@ -273,17 +331,33 @@ mod tests {
         assert!(!f.takes_file("x/tmp/b.txt", &n("b.txt"), &new));
         assert!(!f.takes_dir(".git", &n(".git")));
         assert!(f.takes_dir("docs", &n("docs")));
-        assert!(Filter::new(&Filters { include: vec!["[".into()], ..Filters::default() }).is_err());
-        assert!(Filter::new(&Filters { modified_after: Some("yesterday".into()), ..Filters::default() }).is_err());
+        assert!(Filter::new(&Filters {
+            include: vec!["[".into()],
+            ..Filters::default()
+        })
+        .is_err());
+        assert!(Filter::new(&Filters {
+            modified_after: Some("yesterday".into()),
+            ..Filters::default()
+        })
+        .is_err());
     }
 
     #[test]
     fn targets_follow_the_layout() {
-        let d = Destination::Folder { path: "/dest/".into() };
+        let d = Destination::Folder {
+            path: "/dest/".into(),
+        };
         let t = targets(&["/srv/share/Finance".into()], &d, &[]);
         assert_eq!(t[0].dest, RawPath::new("/dest/Finance"));
-        let m = vec![Mapping { source: "/home/alice".into(), destination: "/users/a.smith".into() }];
+        let m = vec![Mapping {
+            source: "/home/alice".into(),
+            destination: "/users/a.smith".into(),
+        }];
         let t = targets(&[], &d, &m);
-        assert_eq!((t[0].source.clone(), t[0].dest.clone()), (RawPath::new("/home/alice"), RawPath::new("/users/a.smith")));
+        assert_eq!(
+            (t[0].source.clone(), t[0].dest.clone()),
+            (RawPath::new("/home/alice"), RawPath::new("/users/a.smith"))
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod auth;
 mod bad_input;
 mod cli;
+mod console_api;
 mod copy;
 mod faults;
 mod security;

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::{ApiError, Json, Query};
 use crate::agent_client::AgentClient;
 use crate::raw_path::RawPath;
-use crate::walk::{walk, Counter, Filter, Target, WalkError};
 use crate::store::{new_id, ConnectorRow};
+use crate::walk::{walk, Counter, Filter, Target, WalkError};
 use crate::{key_hash, App};
 
 fn view(row: &ConnectorRow, app: &App) -> Connector {
@@ -42,7 +42,10 @@ fn view(row: &ConnectorRow, app: &App) -> Connector {
             .or_else(|| row.host.clone()),
         roots: info.map(|i| i.roots).unwrap_or_else(|| row.roots.clone()),
         // While online, "last seen" is when the tunnel came up: it changes only on reconnects.
-        last_seen: live.as_ref().map(|l| l.since.clone()).or_else(|| row.last_seen.clone()),
+        last_seen: live
+            .as_ref()
+            .map(|l| l.since.clone())
+            .or_else(|| row.last_seen.clone()),
     }
 }
 
@@ -55,7 +58,12 @@ pub async fn list(State(app): State<Arc<App>>) -> Result<axum::Json<Vec<Connecto
 pub async fn all(app: &App) -> Result<Vec<Connector>, ApiError> {
     let rows = app.store.connectors().await?;
     let mut out: Vec<Connector> = rows.iter().map(|r| view(r, app)).collect();
-    let mut waiting: Vec<_> = app.registry.all().into_iter().filter(|l| l.connector.is_none()).collect();
+    let mut waiting: Vec<_> = app
+        .registry
+        .all()
+        .into_iter()
+        .filter(|l| l.connector.is_none())
+        .collect();
     waiting.sort_by(|a, b| a.since.cmp(&b.since));
     out.extend(waiting.into_iter().map(|l| Connector {
         id: l.waiting_id,
@@ -270,13 +278,30 @@ pub async fn size(
         ("path", p) => RawPath::new(p),
         (_, b64) => RawPath::from_stored(String::new(), Some(b64)),
     };
-    let targets = [Target { source, dest: RawPath::new("/") }];
+    let targets = [Target {
+        source,
+        dest: RawPath::new("/"),
+    }];
     let mut counter = Counter::default();
-    match tokio::time::timeout(Duration::from_secs(120), walk(&client, &targets, &Filter::default(), &mut counter)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(120),
+        walk(&client, &targets, &Filter::default(), &mut counter),
+    )
+    .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(WalkError::Agent(e))) => return Err(e.into()),
         Ok(Err(WalkError::Store(e))) => return Err(e.into()),
-        Err(_) => return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the folder is too large to count in two minutes")),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the folder is too large to count in two minutes",
+            ))
+        }
     }
-    Ok(axum::Json(FolderSize { files: counter.files, folders: counter.folders.saturating_sub(1), bytes: counter.bytes }))
+    Ok(axum::Json(FolderSize {
+        files: counter.files,
+        folders: counter.folders.saturating_sub(1),
+        bytes: counter.bytes,
+    }))
 }

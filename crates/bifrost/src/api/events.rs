@@ -15,7 +15,9 @@ use crate::App;
 const TICK: Duration = Duration::from_millis(500);
 
 /// The event stream.
-pub async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(
+    State(app): State<Arc<App>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::channel::<Event>(4);
     tokio::spawn(async move {
         let (mut last_connectors, mut last_jobs) = (String::new(), String::new());
@@ -25,12 +27,25 @@ pub async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Resul
                 _ = tick.tick() => {}
                 _ = tx.closed() => return,
             }
-            let connectors = super::connectors::all(&app).await.ok().and_then(|c| serde_json::to_string(&c).ok());
-            let jobs = super::jobs::all(&app).await.ok().and_then(|j| serde_json::to_string(&j).ok());
-            for (name, now, last) in [("connectors", connectors, &mut last_connectors), ("jobs", jobs, &mut last_jobs)] {
+            let connectors = super::connectors::all(&app)
+                .await
+                .ok()
+                .and_then(|c| serde_json::to_string(&c).ok());
+            let jobs = super::jobs::all(&app)
+                .await
+                .ok()
+                .and_then(|j| serde_json::to_string(&j).ok());
+            for (name, now, last) in [
+                ("connectors", connectors, &mut last_connectors),
+                ("jobs", jobs, &mut last_jobs),
+            ] {
                 let Some(now) = now else { continue };
                 if now != *last {
-                    if tx.send(Event::default().event(name).data(&now)).await.is_err() {
+                    if tx
+                        .send(Event::default().event(name).data(&now))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     *last = now;
@@ -38,6 +53,10 @@ pub async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Resul
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
+    let stream =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json as Reply;
 use http::StatusCode;
-use mover_proto::api::{CreateJob, Destination, FileReportPage, FileStatus, Job, JobState, Preview};
+use mover_proto::api::{
+    CreateJob, Destination, FileReportPage, FileStatus, Job, JobState, Preview,
+};
 use mover_proto::{route, Entry};
 use serde::Deserialize;
 
@@ -52,14 +54,19 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
 }
 
 async fn row(app: &App, id: &str) -> Result<JobRow, ApiError> {
-    app.store.job(id.to_owned()).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))
+    app.store
+        .job(id.to_owned())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
 fn absolute(path: &str, what: &str) -> Result<(), ApiError> {
     if std::path::Path::new(path).is_absolute() {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("{what} {path:?} is not an absolute path")))
+        Err(ApiError::bad_request(format!(
+            "{what} {path:?} is not an absolute path"
+        )))
     }
 }
 
@@ -69,7 +76,9 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
         req.sources.iter().map(String::as_str).collect()
     } else {
         if !req.sources.is_empty() {
-            return Err(ApiError::bad_request("give either sources or mappings, not both"));
+            return Err(ApiError::bad_request(
+                "give either sources or mappings, not both",
+            ));
         }
         req.mappings.iter().map(|m| m.source.as_str()).collect()
     };
@@ -77,11 +86,15 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
         return Err(ApiError::bad_request("a job needs at least one source"));
     }
     if sources.len() > MAX_SOURCES {
-        return Err(ApiError::bad_request(format!("a job takes at most {MAX_SOURCES} sources")));
+        return Err(ApiError::bad_request(format!(
+            "a job takes at most {MAX_SOURCES} sources"
+        )));
     }
     let concurrency = req.concurrency.unwrap_or(8);
     if !(1..=64).contains(&concurrency) {
-        return Err(ApiError::bad_request("concurrency must be between 1 and 64"));
+        return Err(ApiError::bad_request(
+            "concurrency must be between 1 and 64",
+        ));
     }
     let filter = Filter::new(&req.filters).map_err(ApiError::bad_request)?;
     let Destination::Folder { path } = &req.destination;
@@ -90,7 +103,10 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
     for m in &req.mappings {
         absolute(&m.destination, "mapping destination")?;
         if !seen.insert(m.destination.trim_end_matches('/')) {
-            return Err(ApiError::bad_request(format!("two mappings share the destination {:?}", m.destination)));
+            return Err(ApiError::bad_request(format!(
+                "two mappings share the destination {:?}",
+                m.destination
+            )));
         }
     }
     let client = online_client(app, &req.connector).await?;
@@ -110,38 +126,76 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
             )));
         }
         if !req.mappings.is_empty() && entry.kind != mover_proto::EntryKind::Dir {
-            return Err(ApiError::bad_request(format!("mapped source {source:?} is not a folder")));
+            return Err(ApiError::bad_request(format!(
+                "mapped source {source:?} is not a folder"
+            )));
         }
     }
     Ok((client, concurrency, filter))
 }
 
 /// `POST /jobs`.
-pub async fn create(State(app): State<Arc<App>>, Json(req): Json<CreateJob>) -> Result<(StatusCode, Reply<Job>), ApiError> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Json(req): Json<CreateJob>,
+) -> Result<(StatusCode, Reply<Job>), ApiError> {
     let (_, concurrency, _) = check(&app, &req).await?;
     let Destination::Folder { path } = &req.destination;
-    let folders = std::iter::once(path.as_str()).chain(req.mappings.iter().map(|m| m.destination.as_str()));
+    let folders =
+        std::iter::once(path.as_str()).chain(req.mappings.iter().map(|m| m.destination.as_str()));
     for folder in folders {
-        std::fs::create_dir_all(folder).map_err(|e| ApiError::bad_request(format!("cannot create destination {folder:?}: {e}")))?;
+        std::fs::create_dir_all(folder).map_err(|e| {
+            ApiError::bad_request(format!("cannot create destination {folder:?}: {e}"))
+        })?;
     }
-    let plan = Plan { mappings: req.mappings, filters: req.filters };
-    let id = insert(&app, req.connector, req.sources, req.destination, plan, concurrency, None).await?;
+    let plan = Plan {
+        mappings: req.mappings,
+        filters: req.filters,
+    };
+    let id = insert(
+        &app,
+        req.connector,
+        req.sources,
+        req.destination,
+        plan,
+        concurrency,
+        None,
+    )
+    .await?;
     let job = view(&app, row(&app, &id).await?).await?;
     Ok((StatusCode::CREATED, Reply(job)))
 }
 
 /// `POST /jobs/preview`: what a job with this body would copy, counted, without copying.
-pub async fn preview(State(app): State<Arc<App>>, Json(req): Json<CreateJob>) -> Result<Reply<Preview>, ApiError> {
+pub async fn preview(
+    State(app): State<Arc<App>>,
+    Json(req): Json<CreateJob>,
+) -> Result<Reply<Preview>, ApiError> {
     let (client, _, filter) = check(&app, &req).await?;
     let targets = targets(&req.sources, &req.destination, &req.mappings);
     let mut counter = Counter::default();
-    match tokio::time::timeout(PREVIEW_LIMIT, walk(&client, &targets, &filter, &mut counter)).await {
+    match tokio::time::timeout(
+        PREVIEW_LIMIT,
+        walk(&client, &targets, &filter, &mut counter),
+    )
+    .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(WalkError::Agent(e))) => return Err(e.into()),
         Ok(Err(WalkError::Store(e))) => return Err(e.into()),
-        Err(_) => return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the sources are too large to count in two minutes")),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the sources are too large to count in two minutes",
+            ))
+        }
     }
-    Ok(Reply(Preview { files: counter.files, folders: counter.folders.saturating_sub(targets.len() as u64), bytes: counter.bytes, sample: counter.sample }))
+    Ok(Reply(Preview {
+        files: counter.files,
+        folders: counter.folders.saturating_sub(targets.len() as u64),
+        bytes: counter.bytes,
+        sample: counter.sample,
+    }))
 }
 
 async fn insert(
@@ -191,7 +245,10 @@ pub async fn all(app: &App) -> Result<Vec<Job>, ApiError> {
 }
 
 /// `GET /jobs/{id}`.
-pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Reply<Job>, ApiError> {
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 
@@ -204,24 +261,41 @@ pub struct FilesQuery {
 }
 
 /// `GET /jobs/{id}/files[?status=copied|failed|skipped|pending]`.
-pub async fn files(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<FilesQuery>) -> Result<Reply<FileReportPage>, ApiError> {
+pub async fn files(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<FilesQuery>,
+) -> Result<Reply<FileReportPage>, ApiError> {
     row(&app, &id).await?;
-    Ok(Reply(FileReportPage { files: app.store.files(id, q.status).await? }))
+    Ok(Reply(FileReportPage {
+        files: app.store.files(id, q.status).await?,
+    }))
 }
 
 fn csv_field(s: &str) -> String {
     // Quote everything; a leading formula character is defused for spreadsheet apps.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// `GET /jobs/{id}/files.csv[?status=...]`: the report as CSV.
-pub async fn files_csv(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<FilesQuery>) -> Result<impl IntoResponse, ApiError> {
+pub async fn files_csv(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<FilesQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     row(&app, &id).await?;
     let files = app.store.files(id.clone(), q.status).await?;
     let mut out = String::from("source,destination,size,status,reason,blake3\r\n");
     for f in files {
-        let status = serde_json::to_value(f.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let status = serde_json::to_value(f.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let fields = [
             csv_field(&f.source),
             csv_field(&f.destination),
@@ -234,50 +308,106 @@ pub async fn files_csv(State(app): State<Arc<App>>, Path(id): Path<String>, Quer
         out.push_str("\r\n");
     }
     let disposition = format!("attachment; filename=\"job-{id}-report.csv\"");
-    Ok(([(http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (http::header::CONTENT_DISPOSITION, disposition)], out))
+    Ok((
+        [
+            (
+                http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        out,
+    ))
 }
 
 /// `POST /jobs/{id}/rerun`: a new job over the same sources that copies only new or changed files.
-pub async fn rerun(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<(StatusCode, Reply<Job>), ApiError> {
+pub async fn rerun(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Reply<Job>), ApiError> {
     let old = row(&app, &id).await?;
     if !old.state.is_finished() {
-        return Err(ApiError::conflict(format!("job {id} is still {}; re-run it once it has finished", old.state.as_str())));
+        return Err(ApiError::conflict(format!(
+            "job {id} is still {}; re-run it once it has finished",
+            old.state.as_str()
+        )));
     }
     online_client(&app, &old.connector).await?;
-    let new = insert(&app, old.connector, old.sources, old.destination, old.plan, old.concurrency, Some(id)).await?;
-    Ok((StatusCode::CREATED, Reply(view(&app, row(&app, &new).await?).await?)))
+    let new = insert(
+        &app,
+        old.connector,
+        old.sources,
+        old.destination,
+        old.plan,
+        old.concurrency,
+        Some(id),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Reply(view(&app, row(&app, &new).await?).await?),
+    ))
 }
 
 /// `POST /jobs/{id}/pause`.
-pub async fn pause(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
+pub async fn pause(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Reply<Job>, ApiError> {
     let r = row(&app, &id).await?;
     if !matches!(r.state, JobState::Queued | JobState::Running) {
-        return Err(ApiError::conflict(format!("job {id} is {}, not running", r.state.as_str())));
+        return Err(ApiError::conflict(format!(
+            "job {id} is {}, not running",
+            r.state.as_str()
+        )));
     }
     engine::stop(&app, &id).await;
-    app.store.set_job_state(id.clone(), JobState::Paused, Some("paused by an admin".into())).await?;
+    app.store
+        .set_job_state(
+            id.clone(),
+            JobState::Paused,
+            Some("paused by an admin".into()),
+        )
+        .await?;
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 
 /// `POST /jobs/{id}/resume`.
-pub async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
+pub async fn resume(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Reply<Job>, ApiError> {
     let r = row(&app, &id).await?;
     if r.state != JobState::Paused {
-        return Err(ApiError::conflict(format!("job {id} is {}, not paused", r.state.as_str())));
+        return Err(ApiError::conflict(format!(
+            "job {id} is {}, not paused",
+            r.state.as_str()
+        )));
     }
-    app.store.set_job_state(id.clone(), JobState::Queued, None).await?;
+    app.store
+        .set_job_state(id.clone(), JobState::Queued, None)
+        .await?;
     engine::start(&app, id.clone());
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 
 /// `POST /jobs/{id}/cancel`.
-pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Reply<Job>, ApiError> {
+pub async fn cancel(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Reply<Job>, ApiError> {
     let r = row(&app, &id).await?;
     if r.state.is_finished() {
         return Err(ApiError::conflict(format!("job {id} has already finished")));
     }
     engine::stop(&app, &id).await;
-    app.store.set_job_state(id.clone(), JobState::Cancelled, Some("cancelled by an admin".into())).await?;
+    app.store
+        .set_job_state(
+            id.clone(),
+            JobState::Cancelled,
+            Some("cancelled by an admin".into()),
+        )
+        .await?;
     Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 

@@ -30,7 +30,8 @@ pub struct Session {
 
 fn random_hex(bytes: usize) -> Result<String, ApiError> {
     let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).map_err(|e| ApiError::internal(format!("the OS random source failed: {e}")))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| ApiError::internal(format!("the OS random source failed: {e}")))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
@@ -54,23 +55,43 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// `POST /api/v1/session {"token"}`: signs in.
-pub async fn login(State(app): State<Arc<App>>, Json(req): Json<Login>) -> Result<Response, ApiError> {
+pub async fn login(
+    State(app): State<Arc<App>>,
+    Json(req): Json<Login>,
+) -> Result<Response, ApiError> {
     if !constant_time_eq(req.token.trim().as_bytes(), app.admin_token.as_bytes()) {
         // Slow down guessing.
         tokio::time::sleep(Duration::from_millis(400)).await;
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "that is not the admin token (it is in DATA/admin.token)"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "that is not the admin token (it is in DATA/admin.token)",
+        ));
     }
     let (token, csrf) = (random_hex(32)?, random_hex(16)?);
-    app.store.create_session(hash(&token), csrf.clone(), unix_now() + LIFETIME.as_secs() as i64).await?;
-    let cookie = format!("{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}", LIFETIME.as_secs());
+    app.store
+        .create_session(
+            hash(&token),
+            csrf.clone(),
+            unix_now() + LIFETIME.as_secs() as i64,
+        )
+        .await?;
+    let cookie = format!(
+        "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
+        LIFETIME.as_secs()
+    );
     let mut res = axum::Json(SessionInfo { csrf }).into_response();
-    res.headers_mut().insert(http::header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(ApiError::internal)?);
+    res.headers_mut().insert(
+        http::header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
     Ok(res)
 }
 
 /// `GET /api/v1/session`: the current session's CSRF token (401 when signed out).
 pub async fn current(session: Option<Extension<Session>>) -> axum::Json<SessionInfo> {
-    axum::Json(SessionInfo { csrf: session.map(|s| s.0.csrf).unwrap_or_default() })
+    axum::Json(SessionInfo {
+        csrf: session.map(|s| s.0.csrf).unwrap_or_default(),
+    })
 }
 
 /// `DELETE /api/v1/session`: signs out.
@@ -80,8 +101,18 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<R
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
     let clear = format!("{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0");
-    res.headers_mut().insert(http::header::SET_COOKIE, HeaderValue::from_str(&clear).map_err(ApiError::internal)?);
+    res.headers_mut().insert(
+        http::header::SET_COOKIE,
+        HeaderValue::from_str(&clear).map_err(ApiError::internal)?,
+    );
     Ok(res)
+}
+
+/// Answers with `error` after reading (a bounded amount of) the request body: closing a
+/// connection with unread bytes resets it, and the client may lose the answer.
+async fn reject(req: Request, error: ApiError) -> Response {
+    let _ = axum::body::to_bytes(req.into_body(), 1024 * 1024).await;
+    error.into_response()
 }
 
 /// Lets a request through with `Authorization: Bearer ADMIN-TOKEN` (scripts), or with a console
@@ -96,20 +127,48 @@ pub async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: 
         if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
             return next.run(req).await;
         }
-        return ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token").into_response();
+        return reject(
+            req,
+            ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token"),
+        )
+        .await;
     }
     let Some(token) = cookie(req.headers(), COOKIE) else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "sign in first, or send Authorization: Bearer ADMIN-TOKEN").into_response();
+        let e = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "sign in first, or send Authorization: Bearer ADMIN-TOKEN",
+        );
+        return reject(req, e).await;
     };
     let csrf = match app.store.session(hash(&token)).await {
         Ok(Some(csrf)) => csrf,
-        Ok(None) => return ApiError::new(StatusCode::UNAUTHORIZED, "your session has ended; sign in again").into_response(),
-        Err(e) => return ApiError::from(e).into_response(),
+        Ok(None) => {
+            return reject(
+                req,
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "your session has ended; sign in again",
+                ),
+            )
+            .await
+        }
+        Err(e) => return reject(req, ApiError::from(e)).await,
     };
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-    let given = req.headers().get(CSRF_HEADER).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    let given = req
+        .headers()
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
     if !safe && !constant_time_eq(&given, csrf.as_bytes()) {
-        return ApiError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF token; reload the console").into_response();
+        return reject(
+            req,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the console",
+            ),
+        )
+        .await;
     }
     req.extensions_mut().insert(Session { csrf });
     next.run(req).await
