@@ -144,7 +144,7 @@ where
 /// Every route Bifrost serves on its one port.
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
-        .route("/session", get(session::current).delete(session::logout))
+        .route("/session", axum::routing::delete(session::logout))
         .route("/events", get(events::events))
         .route(
             "/connectors",
@@ -174,7 +174,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(mover_proto::TUNNEL_PATH, get(crate::tunnel::accept))
         // Signing in is the one API call without a session.
-        .route("/api/v1/session", post(session::login))
+        .route("/api/v1/session", post(session::login).get(session::current))
         .nest("/api/v1", api)
         .merge(crate::console::router())
         .with_state(app)

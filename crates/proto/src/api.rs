@@ -151,7 +151,9 @@ pub struct Login {
 /// A console session: the CSRF token its state-changing calls carry in `X-CSRF-Token`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionInfo {
-    /// CSRF token.
+    /// Whether the request came with a live session.
+    pub signed_in: bool,
+    /// CSRF token (empty when signed out).
     pub csrf: String,
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use mover_proto::api::{Login, SessionInfo};
 
@@ -20,13 +19,6 @@ pub const COOKIE: &str = "bifrost_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a console session lasts.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-
-/// The console session a request was authenticated by, if any.
-#[derive(Clone)]
-pub struct Session {
-    /// Its CSRF token.
-    pub csrf: String,
-}
 
 fn random_hex(bytes: usize) -> Result<String, ApiError> {
     let mut b = vec![0u8; bytes];
@@ -79,7 +71,7 @@ pub async fn login(
         "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
         LIFETIME.as_secs()
     );
-    let mut res = axum::Json(SessionInfo { csrf }).into_response();
+    let mut res = axum::Json(SessionInfo { signed_in: true, csrf }).into_response();
     res.headers_mut().insert(
         http::header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
@@ -87,11 +79,14 @@ pub async fn login(
     Ok(res)
 }
 
-/// `GET /api/v1/session`: the current session's CSRF token (401 when signed out).
-pub async fn current(session: Option<Extension<Session>>) -> axum::Json<SessionInfo> {
-    axum::Json(SessionInfo {
-        csrf: session.map(|s| s.0.csrf).unwrap_or_default(),
-    })
+/// `GET /api/v1/session`: whether the caller is signed in, and its CSRF token. Answers 200
+/// either way, so a console opened while signed out loads without an error.
+pub async fn current(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<axum::Json<SessionInfo>, ApiError> {
+    let csrf = match cookie(&headers, COOKIE) {
+        Some(token) => app.store.session(hash(&token)).await?,
+        None => None,
+    };
+    Ok(axum::Json(SessionInfo { signed_in: csrf.is_some(), csrf: csrf.unwrap_or_default() }))
 }
 
 /// `DELETE /api/v1/session`: signs out.
@@ -117,7 +112,7 @@ async fn reject(req: Request, error: ApiError) -> Response {
 
 /// Lets a request through with `Authorization: Bearer ADMIN-TOKEN` (scripts), or with a console
 /// session cookie plus, for anything but reads, the session's CSRF token.
-pub async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+pub async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let bearer = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -170,6 +165,5 @@ pub async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: 
         )
         .await;
     }
-    req.extensions_mut().insert(Session { csrf });
     next.run(req).await
 }

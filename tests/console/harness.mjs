@@ -1,0 +1,116 @@
+// Test harness: real `bifrost` and `agent` processes on loopback, and Debian's Chromium.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir, homedir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const target = process.env.CARGO_TARGET_DIR || join(homedir(), '.cache', 'mover-target');
+export const bin = (name) => {
+  const p = join(target, 'debug', name);
+  if (!existsSync(p)) throw new Error(`${p} is missing: run "cargo build --bins" first`);
+  return p;
+};
+
+export const tempDir = () => mkdtempSync(join(tmpdir(), 'bifrost-console-'));
+
+const children = new Set();
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
+// Starts a process and resolves once `ready` matches a line of its output.
+function start(cmd, args, env, ready) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    const lines = [];
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${lines.join('\n')}`)), 20000);
+    const onData = (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        lines.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+      if (ready(lines)) { clearTimeout(timer); resolvePromise({ child, lines }); }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (d) => { lines.push(...String(d).split('\n').filter(Boolean)); });
+    child.on('exit', (code) => { children.delete(child); clearTimeout(timer); if (code !== null && code !== 0) reject(new Error(`${cmd} exited with ${code}: ${lines.join('\n')}`)); });
+  });
+}
+
+export async function startBifrost(dir) {
+  const { child, lines } = await start(bin('bifrost'), ['serve', '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { BIFROST_LOG: 'warn' },
+    (l) => l.some((x) => x.startsWith('Admin token: ')));
+  const pick = (prefix) => lines.find((x) => x.startsWith(prefix)).slice(prefix.length);
+  return { child, url: pick('Bifrost listening on '), fingerprint: pick('TLS certificate SHA-256 fingerprint: '), token: pick('Admin token: ') };
+}
+
+export async function startAgent(home, bifrost, share) {
+  mkdirSync(home, { recursive: true });
+  const { child, lines } = await start(bin('agent'), ['start', '--relay', bifrost.url, '--relay-fingerprint', bifrost.fingerprint, '--share', share],
+    { MOVER_AGENT_HOME: home }, (l) => l.includes('Ctrl-C To Stop'));
+  return { child, key: lines[2] };
+}
+
+// Bearer-token API calls for setting up and checking, outside the browser.
+export async function api(bifrost, method, path, body) {
+  const { request } = await import('node:https');
+  return new Promise((resolvePromise, reject) => {
+    const req = request(`${bifrost.url}/api/v1${path}`, {
+      method, rejectUnauthorized: false,
+      headers: { Authorization: `Bearer ${bifrost.token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    }, (res) => {
+      let data = '';
+      res.on('data', (d) => { data += d; });
+      res.on('end', () => resolvePromise({ status: res.statusCode, body: data ? JSON.parse(data) : null }));
+    });
+    req.on('error', reject);
+    if (body) req.write(JSON.stringify(body));
+    req.end();
+  });
+}
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    // Playwright gives each launch a fresh, empty profile of its own.
+  });
+}
+
+// A page that records every console error and failed request, for the no-errors check.
+export async function newPage(browser, viewport = { width: 1280, height: 800 }) {
+  // The test made Bifrost's certificate itself; product code never skips the check.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true, viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.errors = [];
+  // Tests that provoke an error answer on purpose (a wrong token, an unknown key) set
+  // `page.expectStatus`; the browser logs such answers as console errors.
+  page.expectStatus = null;
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    const text = m.text();
+    if (page.expectStatus && text.includes(`status of ${page.expectStatus}`)) return;
+    page.errors.push(`console: ${text}`);
+  });
+  page.on('pageerror', (e) => page.errors.push(`page: ${e.message}`));
+  return page;
+}
+
+export async function waitFor(what, fn, timeout = 30000) {
+  const start = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - start > timeout) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export const screenshots = join(repo, 'docs', 'screenshots');
