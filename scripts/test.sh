@@ -18,6 +18,8 @@ step "Windows type-check and lints (x86_64-pc-windows-gnu)"
 cargo clippy --target x86_64-pc-windows-gnu -p mover-proto -p mover-agent -p mover-agent-cli -- -D warnings
 step "the demo, once through"
 scripts/demo.sh --once
+step "console tests in Chromium (Playwright)"
+(cd tests/console && npm ci --no-audit --no-fund --loglevel=error && npm test)
 step "tests (unit and end-to-end)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

@@ -91,9 +91,9 @@ test('browse into a nested folder', async () => {
   await page.locator('#connectors tr', { hasText: 'Finance server' }).getByRole('link', { name: 'Browse' }).click();
   await page.getByRole('heading', { name: 'Browse Finance server' }).waitFor();
   await page.getByRole('button', { name: share }).click();
-  await page.getByRole('button', { name: '📁 Finance' }).click();
-  await page.getByRole('button', { name: '📁 2026' }).click();
-  await page.getByRole('button', { name: '📁 Q1' }).click();
+  await page.locator('table.entries').getByRole('button', { name: 'Finance', exact: true }).click();
+  await page.locator('table.entries').getByRole('button', { name: '2026', exact: true }).click();
+  await page.locator('table.entries').getByRole('button', { name: 'Q1', exact: true }).click();
   await page.locator('table.entries').getByText('report.txt').waitFor();
   await page.locator('table.entries').getByText('numbers.csv').waitFor();
   // Folders first, and a total size on request.

@@ -403,7 +403,7 @@ function browser(connector, startPath, { select = null, onNavigate = null } = {}
         if (e.kind === 'dir') {
           const sizeCell = h('td', { class: 'num' }, h('button', { type: 'button', class: 'link', 'aria-label': `Total size of ${e.name}`, onclick: () => folderSize(full, sizeCell) }, 'Size'));
           return h('tr', {}, exact ? checkbox(full, e.name) : (select ? h('td') : null),
-            h('td', {}, exact ? h('button', { type: 'button', class: 'link', onclick: () => open(full) }, '📁 ' + e.name) : '📁 ' + e.name),
+            h('td', {}, exact ? h('button', { type: 'button', class: 'link folder', onclick: () => open(full) }, e.name) : h('span', { class: 'folder' }, e.name)),
             sizeCell, h('td', { class: 'hide-narrow' }, when(e.modified)));
         }
         const note = e.kind === 'file' ? '' : ` (${e.kind})`;
