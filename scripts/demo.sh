@@ -69,7 +69,7 @@ diff -r "$demo/share/Finance" "$demo/destination/Finance" >/dev/null && diff -r 
 cat <<MSG
 
 Mover demo is up.
-  Bifrost (console and API): $url
+  Console:                   $url   (open it in a browser, accept the certificate, sign in with the admin token)
   TLS fingerprint:           $fp
   Admin token:               $token
   Agent key:                 $key   (agent home: $agent_home)
