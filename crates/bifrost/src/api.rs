@@ -174,7 +174,10 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(mover_proto::TUNNEL_PATH, get(crate::tunnel::accept))
         // Signing in is the one API call without a session.
-        .route("/api/v1/session", post(session::login).get(session::current))
+        .route(
+            "/api/v1/session",
+            post(session::login).get(session::current),
+        )
         .nest("/api/v1", api)
         .merge(crate::console::router())
         .with_state(app)

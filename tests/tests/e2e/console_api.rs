@@ -147,7 +147,11 @@ fn sign_in_sets_a_strict_cookie_and_state_changes_need_csrf() {
     let (status, _, _) = raw(&w, "GET", &rename, &[("Cookie", &cookie)], None);
     assert_eq!(status, 401, "signed out");
     let (status, _, body) = raw(&w, "GET", "/api/v1/session", &[("Cookie", &cookie)], None);
-    assert_eq!((status, body.contains("\"signed_in\":false")), (200, true), "{body}");
+    assert_eq!(
+        (status, body.contains("\"signed_in\":false")),
+        (200, true),
+        "{body}"
+    );
     // The console page itself is served with a strict CSP.
     let (status, headers, body) = raw(&w, "GET", "/", &[], None);
     assert_eq!(status, 200);

@@ -71,7 +71,11 @@ pub async fn login(
         "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
         LIFETIME.as_secs()
     );
-    let mut res = axum::Json(SessionInfo { signed_in: true, csrf }).into_response();
+    let mut res = axum::Json(SessionInfo {
+        signed_in: true,
+        csrf,
+    })
+    .into_response();
     res.headers_mut().insert(
         http::header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
@@ -81,12 +85,18 @@ pub async fn login(
 
 /// `GET /api/v1/session`: whether the caller is signed in, and its CSRF token. Answers 200
 /// either way, so a console opened while signed out loads without an error.
-pub async fn current(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<axum::Json<SessionInfo>, ApiError> {
+pub async fn current(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<SessionInfo>, ApiError> {
     let csrf = match cookie(&headers, COOKIE) {
         Some(token) => app.store.session(hash(&token)).await?,
         None => None,
     };
-    Ok(axum::Json(SessionInfo { signed_in: csrf.is_some(), csrf: csrf.unwrap_or_default() }))
+    Ok(axum::Json(SessionInfo {
+        signed_in: csrf.is_some(),
+        csrf: csrf.unwrap_or_default(),
+    }))
 }
 
 /// `DELETE /api/v1/session`: signs out.
