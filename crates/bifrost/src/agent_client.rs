@@ -113,20 +113,18 @@ impl AgentClient {
         if offset > 0 {
             req = req.header(http::header::RANGE, format!("bytes={offset}-"));
         }
-        let req = req
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
-        let res = self.send(req).await?;
-        if res.status().is_success() {
-            Ok(res)
-        } else {
-            Err(error_from(res).await)
-        }
+        self.stream(req).await
     }
 
     /// Opens the agent's event stream.
     pub async fn events(&self) -> Result<Response<Incoming>, AgentError> {
-        let req = Request::get(Self::uri::<&str>(route::EVENTS, &[]))
+        self.stream(Request::get(Self::uri::<&str>(route::EVENTS, &[])))
+            .await
+    }
+
+    /// Sends a bodiless request whose answer is read as a stream.
+    async fn stream(&self, req: http::request::Builder) -> Result<Response<Incoming>, AgentError> {
+        let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let res = self.send(req).await?;

@@ -14,7 +14,7 @@ use super::{ApiError, Json, Query};
 use crate::agent_client::AgentClient;
 use crate::raw_path::RawPath;
 use crate::store::{new_id, ConnectorRow};
-use crate::walk::{walk, Counter, Filter, Target, WalkError};
+use crate::walk::{Filter, Target};
 use crate::{key_hash, App};
 
 fn view(row: &ConnectorRow, app: &App) -> Connector {
@@ -282,23 +282,7 @@ pub async fn size(
         source,
         dest: RawPath::new("/"),
     }];
-    let mut counter = Counter::default();
-    match tokio::time::timeout(
-        Duration::from_secs(120),
-        walk(&client, &targets, &Filter::default(), &mut counter),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(WalkError::Agent(e))) => return Err(e.into()),
-        Ok(Err(WalkError::Store(e))) => return Err(e.into()),
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the folder is too large to count in two minutes",
-            ))
-        }
-    }
+    let counter = super::count(&client, &targets, &Filter::default()).await?;
     Ok(axum::Json(FolderSize {
         files: counter.files,
         folders: counter.folders.saturating_sub(1),

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -20,12 +19,10 @@ use crate::agent_client::AgentClient;
 use crate::engine;
 use crate::raw_path::RawPath;
 use crate::store::{new_id, now, JobRow, Plan};
-use crate::walk::{targets, walk, Counter, Filter, WalkError};
+use crate::walk::{targets, Filter};
 use crate::App;
 
 const MAX_SOURCES: usize = 10_000;
-/// How long a preview may walk before it gives up.
-const PREVIEW_LIMIT: Duration = Duration::from_secs(120);
 
 /// The API view of a job, with live byte progress.
 pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
@@ -173,23 +170,7 @@ pub async fn preview(
 ) -> Result<Reply<Preview>, ApiError> {
     let (client, _, filter) = check(&app, &req).await?;
     let targets = targets(&req.sources, &req.destination, &req.mappings);
-    let mut counter = Counter::default();
-    match tokio::time::timeout(
-        PREVIEW_LIMIT,
-        walk(&client, &targets, &filter, &mut counter),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(WalkError::Agent(e))) => return Err(e.into()),
-        Ok(Err(WalkError::Store(e))) => return Err(e.into()),
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the sources are too large to count in two minutes",
-            ))
-        }
-    }
+    let counter = super::count(&client, &targets, &filter).await?;
     Ok(Reply(Preview {
         files: counter.files,
         folders: counter.folders.saturating_sub(targets.len() as u64),

@@ -1,0 +1,386 @@
+//! The job tables: jobs, their plans, and each file's result.
+
+use mover_proto::api::{Destination, FileReport, FileStatus, Filters, JobState, Mapping};
+use rusqlite::{params, OptionalExtension};
+
+use super::{now, Store, StoreError};
+use crate::raw_path::RawPath;
+
+/// A job row.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// Id.
+    pub id: String,
+    /// Connector id.
+    pub connector: String,
+    /// Source paths.
+    pub sources: Vec<String>,
+    /// Destination.
+    pub destination: Destination,
+    /// Home-drives mappings and filters.
+    pub plan: Plan,
+    /// State.
+    pub state: JobState,
+    /// Why failed or paused.
+    pub reason: Option<String>,
+    /// Files at once.
+    pub concurrency: u32,
+    /// Whether the sources have been fully listed.
+    pub scanned: bool,
+    /// Job this re-runs.
+    pub rerun_of: Option<String>,
+    /// Created.
+    pub created: String,
+    /// Updated.
+    pub updated: String,
+}
+
+/// What a job copies beyond its sources and destination.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// Home-drives mappings (empty: the sources land in the destination).
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+    /// Which files to take.
+    #[serde(default)]
+    pub filters: Filters,
+}
+
+/// Per-status counts of a job's files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    /// Files in all.
+    pub files_total: u64,
+    /// Copied.
+    pub files_done: u64,
+    /// Failed.
+    pub files_failed: u64,
+    /// Skipped.
+    pub files_skipped: u64,
+    /// Bytes in all.
+    pub bytes_total: u64,
+    /// Bytes copied or skipped.
+    pub bytes_done: u64,
+}
+
+/// A file still to copy.
+#[derive(Debug, Clone)]
+pub struct PendingFile {
+    /// Its number within the job.
+    pub seq: i64,
+    /// Path on the agent.
+    pub source: RawPath,
+    /// Path relative to the destination, `/`-separated.
+    pub dest: RawPath,
+    /// Size seen at scan time.
+    pub size: u64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Modification time seen at scan time.
+    pub modified: Option<String>,
+}
+
+/// A file found while scanning.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Path on the agent.
+    pub source: RawPath,
+    /// Path relative to the destination, `/`-separated.
+    pub dest: RawPath,
+    /// Size.
+    pub size: u64,
+    /// Modification time.
+    pub modified: Option<String>,
+    /// Pending, or skipped/failed from the start.
+    pub status: FileStatus,
+    /// Why skipped or failed.
+    pub reason: Option<String>,
+}
+
+fn status_str(s: FileStatus) -> &'static str {
+    match s {
+        FileStatus::Pending => "pending",
+        FileStatus::Copied => "copied",
+        FileStatus::Failed => "failed",
+        FileStatus::Skipped => "skipped",
+    }
+}
+
+fn parse_status(s: &str) -> FileStatus {
+    match s {
+        "copied" => FileStatus::Copied,
+        "failed" => FileStatus::Failed,
+        "skipped" => FileStatus::Skipped,
+        _ => FileStatus::Pending,
+    }
+}
+
+impl Store {
+    /// Creates a job.
+    pub async fn insert_job(&self, job: JobRow) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO jobs (id, connector, sources, destination, plan, state, reason, concurrency, scanned, rerun_of, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?10, ?5, ?6, ?7, 0, ?8, ?9, ?9)",
+                params![
+                    job.id,
+                    job.connector,
+                    serde_json::to_string(&job.sources).unwrap_or_default(),
+                    serde_json::to_string(&job.destination).unwrap_or_default(),
+                    job.state.as_str(),
+                    job.reason,
+                    job.concurrency,
+                    job.rerun_of,
+                    job.created,
+                    serde_json::to_string(&job.plan).unwrap_or_default(),
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// One job.
+    pub async fn job(&self, id: String) -> Result<Option<JobRow>, StoreError> {
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Every job, newest first.
+    pub async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {JOB_COLS} FROM jobs ORDER BY created DESC, rowid DESC"
+            ))?;
+            let rows = stmt.query_map([], job_row)?.collect();
+            rows
+        })
+        .await
+    }
+
+    /// Jobs that were queued or running when Bifrost stopped.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?.collect();
+            rows
+        })
+        .await
+    }
+
+    /// Sets a job's state and reason.
+    pub async fn set_job_state(
+        &self,
+        id: String,
+        state: JobState,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE jobs SET state = ?2, reason = ?3, updated = ?4 WHERE id = ?1",
+                params![id, state.as_str(), reason, now()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Marks a job's sources as fully listed.
+    pub async fn set_scanned(&self, id: String) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE jobs SET scanned = 1, updated = ?2 WHERE id = ?1",
+                params![id, now()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Adds files found while scanning; already known ones are left as they are.
+    pub async fn add_files(&self, job: String, files: Vec<NewFile>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_files WHERE job = ?1", [&job], |r| r.get(0))?;
+                let mut stmt = tx.prepare(
+                    "INSERT OR IGNORE INTO job_files (job, seq, source, source_b64, dest, dest_b64, size, modified, status, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for (i, f) in files.into_iter().enumerate() {
+                    stmt.execute(params![
+                        job,
+                        next + i as i64,
+                        f.source.lossy(),
+                        f.source.b64(),
+                        f.dest.lossy(),
+                        f.dest.b64().unwrap_or_default(),
+                        f.size as i64,
+                        f.modified,
+                        status_str(f.status),
+                        f.reason
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Up to `limit` pending files after sequence number `after`, in order.
+    pub async fn pending_files(
+        &self,
+        job: String,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingFile>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT seq, source, source_b64, dest, dest_b64, size, attempts, modified FROM job_files
+                 WHERE job = ?1 AND status = 'pending' AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![job, after, limit], |r| {
+                    Ok(PendingFile {
+                        seq: r.get(0)?,
+                        source: RawPath::from_stored(r.get(1)?, r.get::<_, Option<String>>(2)?.as_deref()),
+                        dest: RawPath::from_stored(r.get(3)?, Some(r.get::<_, String>(4)?.as_str())),
+                        size: r.get::<_, i64>(5)? as u64,
+                        attempts: r.get(6)?,
+                        modified: r.get(7)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
+    /// Records a file's result.
+    pub async fn finish_file(
+        &self,
+        job: String,
+        seq: i64,
+        status: FileStatus,
+        size: u64,
+        reason: Option<String>,
+        blake3: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2",
+                params![job, seq, status_str(status), size as i64, reason, blake3],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Counts one more failed attempt at a file.
+    pub async fn bump_attempts(&self, job: String, seq: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND seq = ?2",
+                params![job, seq],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Per-status counts of a job's files.
+    pub async fn counts(&self, job: String) -> Result<Counts, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare("SELECT status, COUNT(*), COALESCE(SUM(size), 0) FROM job_files WHERE job = ?1 GROUP BY status")?;
+            let mut counts = Counts::default();
+            let mut rows = stmt.query([job])?;
+            while let Some(r) = rows.next()? {
+                let status: String = r.get(0)?;
+                let n = r.get::<_, i64>(1)? as u64;
+                let bytes = r.get::<_, i64>(2)? as u64;
+                counts.files_total += n;
+                counts.bytes_total += bytes;
+                match parse_status(&status) {
+                    FileStatus::Copied => {
+                        counts.files_done += n;
+                        counts.bytes_done += bytes;
+                    }
+                    FileStatus::Skipped => {
+                        counts.files_skipped += n;
+                        counts.bytes_done += bytes;
+                    }
+                    FileStatus::Failed => counts.files_failed += n,
+                    FileStatus::Pending => {}
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    /// A job's per-file report, optionally only one status.
+    pub async fn files(
+        &self,
+        job: String,
+        status: Option<FileStatus>,
+    ) -> Result<Vec<FileReport>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT source, dest, size, status, reason, blake3 FROM job_files WHERE job = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
+            )?;
+            let rows = stmt
+                .query_map(params![job, status.map(status_str)], |r| {
+                    Ok(FileReport {
+                        source: r.get(0)?,
+                        destination: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        status: parse_status(&r.get::<_, String>(3)?),
+                        reason: r.get(4)?,
+                        blake3: r.get(5)?,
+                    })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+}
+
+const JOB_COLS: &str =
+    "id, connector, sources, destination, state, reason, concurrency, scanned, rerun_of, created, updated, plan";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            what.to_owned().into(),
+        )
+    };
+    let sources: String = r.get(2)?;
+    let destination: String = r.get(3)?;
+    let state: String = r.get(4)?;
+    Ok(JobRow {
+        id: r.get(0)?,
+        connector: r.get(1)?,
+        sources: serde_json::from_str(&sources).map_err(|_| bad(2, "sources"))?,
+        destination: serde_json::from_str(&destination).map_err(|_| bad(3, "destination"))?,
+        state: JobState::parse(&state).ok_or_else(|| bad(4, "state"))?,
+        reason: r.get(5)?,
+        concurrency: r.get(6)?,
+        scanned: r.get::<_, i64>(7)? != 0,
+        rerun_of: r.get(8)?,
+        created: r.get(9)?,
+        updated: r.get(10)?,
+        plan: serde_json::from_str(&r.get::<_, String>(11)?).map_err(|_| bad(11, "plan"))?,
+    })
+}
