@@ -74,6 +74,9 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Err(e) = mover_agent::live_config::watch(&agent) {
+        tracing::warn!(error = %e, "cannot watch the config file; edits apply at the next start");
+    }
     let key = agent.key().expose();
     println!("Mover Agent Starting");
     println!("Mover Agent Key:");

@@ -6,6 +6,7 @@ pub mod control;
 pub mod fsops;
 pub mod home;
 pub mod key;
+pub mod live_config;
 pub mod logging;
 pub mod paths;
 pub mod proxy;

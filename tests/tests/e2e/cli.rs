@@ -285,3 +285,38 @@ fn proxy_failure_is_named() {
         "{status}"
     );
 }
+
+#[test]
+fn editing_the_config_file_moves_the_agent_to_a_new_bifrost() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let first = Bifrost::spawn(&dir.path().join("one"), "127.0.0.1:0", Some(&ca));
+    let second = Bifrost::spawn(&dir.path().join("two"), "127.0.0.1:0", Some(&ca));
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let agent = Agent::start_for(&dir.path().join("home"), &first, &ca, &share);
+    first.wait_connector("the agent at the first Bifrost", |c| {
+        c["state"] == "waiting"
+    });
+    let config = agent.home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&first.url), "{text}");
+    // As an admin would: edit the file in place.
+    std::fs::write(&config, text.replace(&first.url, &second.url)).unwrap();
+    second.wait_connector("the agent at the second Bifrost", |c| {
+        c["state"] == "waiting"
+    });
+    crate::support::wait_for(
+        Duration::from_secs(10),
+        "the first Bifrost to lose it",
+        || first.connectors().is_empty().then_some(()),
+    );
+    agent.wait_status("Mover Agent Status: online", Duration::from_secs(5));
+    let status = agent.status();
+    assert!(status.contains("waiting for authorization"), "{status}");
+    // A broken edit is refused and the agent keeps its settings.
+    std::fs::write(&config, "relay = 'ftp://nowhere'\n").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(agent.status().contains("Mover Agent Status: online"));
+    assert!(agent.logs().contains("invalid"), "the refusal is logged");
+}
