@@ -1,0 +1,8 @@
+//! The Mover Agent desktop app's entry point.
+// No console window on Windows release builds.
+#![cfg_attr(all(not(debug_assertions), windows), windows_subsystem = "windows")]
+#![forbid(unsafe_code)]
+
+fn main() {
+    mover_desktop::run();
+}
