@@ -15,7 +15,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "build the binaries the end-to-end tests run"
 cargo build --bins
 step "Windows type-check and lints (x86_64-pc-windows-gnu)"
-cargo clippy --target x86_64-pc-windows-gnu -p mover-proto -p mover-agent -p mover-agent-cli -- -D warnings
+cargo clippy --target x86_64-pc-windows-gnu -p mover-proto -p mover-agent -p mover-agent-cli -p mover-desktop -- -D warnings
 step "the demo, once through"
 scripts/demo.sh --once
 step "console tests in Chromium (Playwright)"
