@@ -230,11 +230,7 @@ fn start_status_disconnect_connect_monitor_stop() {
 fn status_says_why_when_offline() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on this port: take a free one and close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let relay = format!("https://127.0.0.1:{port}");
     let agent = Agent::start(
         &dir.path().join("home"),
@@ -261,11 +257,7 @@ fn status_says_why_when_offline() {
 #[test]
 fn proxy_failure_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let proxy = format!("http://127.0.0.1:{port}");
     let agent = Agent::start_env(
         &dir.path().join("home"),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::support::{form_encode, World};
 
-/// A raw HTTPS request through `openssl s_client` is overkill; ureq with cookies off does it.
+/// One HTTPS request with exactly these headers; returns status, headers and body.
 fn raw(
     w: &World,
     method: &str,
@@ -16,19 +16,8 @@ fn raw(
     body: Option<&str>,
 ) -> (u16, Vec<(String, String)>, String) {
     let url = format!("{}{}", w.bifrost.url, path);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
-                    ureq::tls::Certificate::from_pem(w.ca.ca_pem.as_bytes())
-                        .unwrap()
-                        .to_owned(),
-                ])))
-                .build(),
-        )
-        .http_status_as_error(false)
-        .build()
-        .into();
+    // The shared client keeps no cookies, so each call sends exactly the headers given.
+    let agent = w.bifrost.client();
     let mut res = if method == "POST" {
         let mut r = agent.post(&url);
         for (k, v) in headers {
@@ -173,14 +162,7 @@ fn events_stream_the_lists() {
     let w = World::new();
     let addr = w.bifrost.addr.clone();
     // Read the first SSE event over a raw TLS stream with ureq's reader.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        )
-        .build()
-        .into();
+    let agent = w.bifrost.client();
     let res = agent
         .get(&format!("https://{addr}/api/v1/events"))
         .header("Authorization", &format!("Bearer {}", w.bifrost.token))
@@ -274,14 +256,7 @@ fn size_preview_filters_mappings_and_csv() {
     assert_eq!(status, 400, "{bad}");
 
     let url = format!("{}/api/v1/jobs/{id}/files.csv", w.bifrost.url);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        )
-        .build()
-        .into();
+    let agent = w.bifrost.client();
     let mut res = agent
         .get(&url)
         .header("Authorization", &format!("Bearer {}", w.bifrost.token))

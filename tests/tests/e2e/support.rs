@@ -170,6 +170,11 @@ impl Bifrost {
         }
     }
 
+    /// The HTTPS client that trusts this Bifrost's certificate (answers of any status are `Ok`).
+    pub fn client(&self) -> ureq::Agent {
+        self.http.clone()
+    }
+
     /// Kills Bifrost with SIGKILL.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -494,6 +499,15 @@ impl Drop for Agent {
             }
         }
     }
+}
+
+/// A loopback port nothing listens on (bound, then closed).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs `agent ARGS` with `MOVER_AGENT_HOME=home`.
