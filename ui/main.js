@@ -24,6 +24,7 @@ function render(v) {
   $('about-version').textContent = v.version;
   $('about-os').textContent = v.os;
   $('about-logs').textContent = v.log_dir;
+  $('about-updates').textContent = v.updates || 'checking…';
 }
 
 function showRelayForm() {

@@ -50,6 +50,8 @@ pub struct View {
     pub log_dir: String,
     /// Start on login is on.
     pub start_on_login: bool,
+    /// How the app updates itself, and what the last check found.
+    pub updates: String,
     /// A problem starting the agent, shown instead of a status.
     pub error: Option<String>,
 }
@@ -65,6 +67,8 @@ pub enum Request {
         reply: oneshot::Sender<Result<(), String>>,
     },
     StartOnLogin(bool),
+    /// The update loop's latest word.
+    Updates(String),
     Quit,
 }
 
@@ -195,6 +199,7 @@ pub async fn run(
                         app.exit(0);
                         return;
                     }
+                    (Request::Updates(line), _) => view.updates = line,
                     (Request::StartOnLogin(on), _) => view.start_on_login = crate::autostart::set(&app, on),
                     (Request::SaveRelay { reply, .. }, None) => { let _ = reply.send(Err("the agent is not running".into())); }
                     (_, None) => {}

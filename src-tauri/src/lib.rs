@@ -4,6 +4,7 @@
 mod commands;
 mod controller;
 pub mod menu;
+pub mod updates;
 
 use std::sync::Mutex;
 
@@ -222,6 +223,9 @@ pub fn run() {
                     None
                 }
             };
+            if let Some(a) = &agent {
+                tauri::async_runtime::spawn(updates::run(handle.clone(), a.clone()));
+            }
             tauri::async_runtime::spawn(controller::run(handle.clone(), agent, view, rx));
             if std::env::args().any(|a| a == "--minimized") {
                 if let Some(w) = app.get_webview_window("main") {

@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 fn main() {
+    mover_desktop::updates::wait_for_previous_instance();
     mover_desktop::run();
 }

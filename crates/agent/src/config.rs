@@ -44,6 +44,9 @@ pub struct Config {
     /// Folders Bifrost may browse; empty shares what the agent's user can read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<PathBuf>,
+    /// The release feed to update from (`https://…/feed.json`); no feed, no self-update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_feed: Option<String>,
 }
 
 /// A relay address split into its parts.
@@ -106,6 +109,16 @@ impl Config {
         }
         if let Some(fp) = &self.relay_fingerprint {
             parse_fingerprint(fp)?;
+        }
+        if let Some(feed) = &self.update_feed {
+            let ok = feed.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some()
+            });
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "update feed {feed:?} must be an https:// (or http://) address"
+                )));
+            }
         }
         for share in &self.shares {
             if !share.is_absolute() {

@@ -15,6 +15,7 @@ pub mod service;
 pub mod status;
 pub mod tls;
 pub mod tunnel;
+pub mod update;
 
 pub use config::Config;
 pub use home::AgentHome;

@@ -51,6 +51,7 @@ struct Inner {
     shares: watch::Sender<Arc<Shares>>,
     commands: mpsc::Sender<Command>,
     stopped: watch::Sender<bool>,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A handle to a running agent; cheap to clone.
@@ -110,6 +111,7 @@ impl Agent {
             shares: watch::Sender::new(Arc::new(shares)),
             commands,
             stopped: watch::Sender::new(false),
+            reads: Arc::default(),
         });
         tokio::spawn(supervise(inner.clone(), rx));
         Ok(Self { inner })
@@ -169,6 +171,11 @@ impl Agent {
         let _ = self.inner.commands.send(Command::Stop).await;
     }
 
+    /// Files being read for Bifrost right now.
+    pub fn reads_in_flight(&self) -> usize {
+        self.inner.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Resolves once the agent has stopped.
     pub async fn stopped(&self) {
         let mut rx = self.inner.stopped.subscribe();
@@ -225,6 +232,7 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
         version: version.clone(),
         os: os.clone(),
         host: host.clone(),
+        reads: inner.reads.clone(),
     });
     let set = |online: bool, detail: Detail| {
         let config = inner.config.borrow().clone();

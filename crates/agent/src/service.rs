@@ -36,6 +36,24 @@ pub struct Shared {
     pub os: String,
     /// Host name.
     pub host: String,
+    /// Reads being served right now (no self-update while this is above zero).
+    pub reads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one read as in flight until dropped.
+struct ReadGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ReadGuard {
+    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -256,7 +274,9 @@ fn read(
     tracing::info!(path = %shown, start, end, "read");
     let modified = open.modified.and_then(fsops::rfc3339);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
+    let guard = ReadGuard::new(&shared.reads);
     tokio::task::spawn_blocking(move || {
+        let _guard = guard;
         let data_tx = tx.clone();
         let result = fsops::stream_file(open, start, end - start, |b| {
             data_tx.blocking_send(Ok(Frame::data(b))).is_ok()
