@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and end-to-end tests, the Windows type-check
-# and the demo, exactly as CI runs it (.ci/run calls this after installing what it needs).
+# The whole test suite: formatting, lints, unit and end-to-end tests, the Windows type-check,
+# the demo and the desktop app under Xvfb, exactly as CI runs it (.ci/run calls this after installing what it needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mover-target}"
@@ -12,14 +12,16 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-step "build the binaries the end-to-end tests run"
-cargo build --bins
+step "build the binaries the end-to-end tests run (the desktop app too)"
+cargo build --workspace --bins
 step "Windows type-check and lints (x86_64-pc-windows-gnu)"
 cargo clippy --target x86_64-pc-windows-gnu -p mover-proto -p mover-agent -p mover-agent-cli -p mover-desktop -- -D warnings
 step "the demo, once through"
 scripts/demo.sh --once
 step "console tests in Chromium (Playwright)"
 (cd tests/console && npm ci --no-audit --no-fund --loglevel=error && npm test)
+step "desktop app under Xvfb (WebDriver, xdotool, xclip, dbus-send)"
+scripts/test-desktop.sh
 step "tests (unit and end-to-end)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

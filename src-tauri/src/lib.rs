@@ -177,6 +177,8 @@ pub fn run() {
             app.manage(Mutex::new(Some(guard)));
             let (menu, toggle) = menu::app_menu(&handle)?;
             app.set_menu(menu)?;
+            // One handler for both menus: Tauri hands tray menu events to app-level listeners
+            // too, so a second handler on the tray would run every click twice.
             app.on_menu_event(|app, event| on_menu(app, event.id().as_ref()));
             let tray_menu = menu::build(
                 &handle,
@@ -194,7 +196,6 @@ pub fn run() {
                 ))?)
                 .tooltip("Mover Agent")
                 .menu(&tray_menu)
-                .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
                 .build(app)?;
             let (tx, rx) = mpsc::channel(32);
             app.manage(Shared {

@@ -61,10 +61,9 @@ pub async fn run(app: AppHandle, agent: Agent) {
 }
 
 /// Starts the newly installed binary and leaves; the new one waits for this process to exit so
-/// the single-instance handoff does not send it back to us.
+/// the single-instance handoff does not send it back to us. The new binary starts before this
+/// agent stops, so a failed start leaves the running agent serving.
 async fn restart(app: &AppHandle, agent: &Agent, updater: &Updater) {
-    agent.stop().await;
-    agent.stopped().await;
     let mut args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != AFTER_UPDATE_ARG)
@@ -74,8 +73,19 @@ async fn restart(app: &AppHandle, agent: &Agent, updater: &Updater) {
         .args(&args)
         .spawn()
     {
-        Ok(_) => app.exit(0),
-        Err(e) => tracing::error!(error = %e, "cannot start the updated app"),
+        Ok(_) => {
+            agent.stop().await;
+            agent.stopped().await;
+            app.exit(0);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the updated app");
+            tell(
+                app,
+                format!("installed, but the new version did not start ({e}); reopen the app"),
+            )
+            .await;
+        }
     }
 }
 
