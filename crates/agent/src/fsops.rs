@@ -5,7 +5,7 @@ use std::fs::{File, Metadata, ReadDir};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use mover_proto::{BrowsePage, Entry, EntryKind, BROWSE_PAGE_SIZE};
@@ -228,12 +228,17 @@ pub enum ReadEnd {
     Changed,
 }
 
-/// Streams `len` bytes from `start`, hashing the whole file when the read runs to its end.
-/// Runs on a blocking thread; `send` returns false when the receiver is gone.
+/// Streams `len` bytes from `start`, hashing the whole file when the read runs to its end, at
+/// most `rate` bytes per second when given. Runs on a blocking thread; `send` returns false when
+/// the receiver is gone.
+///
+/// Pacing here, at the sender, keeps a job's bandwidth limit from filling the office uplink's
+/// buffers and the HTTP/2 window with bytes Bifrost would only read later.
 pub fn stream_file(
     mut open: OpenFile,
     start: u64,
     len: u64,
+    rate: Option<u64>,
     mut send: impl FnMut(Bytes) -> bool,
 ) -> std::io::Result<Option<ReadEnd>> {
     let to_end = start + len == open.size;
@@ -246,7 +251,14 @@ pub fn stream_file(
     open.file.seek(SeekFrom::Start(start))?;
     let mut left = len;
     let mut buf = vec![0u8; READ_CHUNK];
+    let began = Instant::now();
     while left > 0 {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64((len - left) as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = open.file.read(&mut buf[..want])?;
         if n == 0 {
@@ -306,7 +318,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let mut got = Vec::new();
         let open = open_file(&path, "f").unwrap();
-        let end = stream_file(open, 1000, data.len() as u64 - 1000, |b| {
+        let end = stream_file(open, 1000, data.len() as u64 - 1000, None, |b| {
             got.extend_from_slice(&b);
             true
         })

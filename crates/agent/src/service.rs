@@ -166,11 +166,21 @@ async fn files(
 ) -> Response<Body> {
     let mut path = None;
     let mut cursor = None;
+    let mut rate = None;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "path" => path = Some(Ok(std::path::PathBuf::from(v.into_owned()))),
             "path_b64" => path = Some(crate::paths::from_b64(&v)),
             "cursor" => cursor = Some(v.into_owned()),
+            "rate" => match v.parse::<u64>() {
+                Ok(r) if r > 0 => rate = Some(r),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("rate must be a positive number of bytes per second, not {v:?}"),
+                    )
+                }
+            },
             _ => {}
         }
     }
@@ -199,7 +209,7 @@ async fn files(
                 }
                 Ok(json(StatusCode::OK, &page))
             }
-            _ => read(&shared, &real, &path, range),
+            _ => read(&shared, &real, &path, range, rate),
         }
     });
     match work.await {
@@ -248,6 +258,7 @@ fn read(
     real: &std::path::Path,
     shown: &str,
     range: Option<HeaderValue>,
+    rate: Option<u64>,
 ) -> Result<Response<Body>, PathError> {
     let open = fsops::open_file(real, shown)?;
     let size = open.size;
@@ -271,14 +282,14 @@ fn read(
     let _ = shared.activity.send(Activity::Upload {
         path: shown.to_owned(),
     });
-    tracing::info!(path = %shown, start, end, "read");
+    tracing::info!(path = %shown, start, end, rate, "read");
     let modified = open.modified.and_then(fsops::rfc3339);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     let guard = ReadGuard::new(&shared.reads);
     tokio::task::spawn_blocking(move || {
         let _guard = guard;
         let data_tx = tx.clone();
-        let result = fsops::stream_file(open, start, end - start, |b| {
+        let result = fsops::stream_file(open, start, end - start, rate, |b| {
             data_tx.blocking_send(Ok(Frame::data(b))).is_ok()
         });
         let mut trailers = HeaderMap::new();

@@ -108,8 +108,13 @@ impl AgentClient {
         &self,
         path: &RawPath,
         offset: u64,
+        rate: Option<u64>,
     ) -> Result<Response<Incoming>, AgentError> {
-        let mut req = Request::get(Self::uri(route::READ, &[path.query_pair()]));
+        let mut query = vec![path.query_pair()];
+        if let Some(r) = rate {
+            query.push(("rate", r.to_string()));
+        }
+        let mut req = Request::get(Self::uri(route::READ, &query));
         if offset > 0 {
             req = req.header(http::header::RANGE, format!("bytes={offset}-"));
         }

@@ -1,6 +1,7 @@
 //! The transfer engine: runs each job as a task that lists its sources and copies the files.
 
 mod copy;
+mod limit;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,8 +139,12 @@ async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), 
             Err(WalkError::Store(e)) => return Err(e),
         }
     }
+    let limiter = job
+        .plan
+        .bandwidth_limit
+        .map(|b| Arc::new(limit::Limiter::new(b)));
     loop {
-        let outcome = copy_pass(app, &job, inflight).await?;
+        let outcome = copy_pass(app, &job, inflight, limiter.as_ref()).await?;
         match outcome {
             Pass::Finished => break,
             Pass::DiskFull => {
@@ -179,6 +184,7 @@ async fn copy_pass(
     app: &Arc<App>,
     job: &JobRow,
     inflight: &Arc<AtomicU64>,
+    limiter: Option<&Arc<limit::Limiter>>,
 ) -> Result<Pass, StoreError> {
     let mut after = 0;
     let mut tasks = JoinSet::new();
@@ -207,8 +213,9 @@ async fn copy_pass(
                 break;
             };
             let inflight = inflight.clone();
+            let limiter = limiter.cloned();
             tasks.spawn(async move {
-                let result = copy::copy_file(&client, &file, &inflight).await;
+                let result = copy::copy_file(&client, &file, &inflight, limiter.as_deref()).await;
                 (file, result)
             });
         }
@@ -268,6 +275,11 @@ async fn settle(
             app.store
                 .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
                 .await
+        }
+        Err(copy::CopyError::Interrupted(reason)) => {
+            tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file interrupted; it resumes where it stopped");
+            *retry = true;
+            Ok(())
         }
         Err(copy::CopyError::Retry(reason)) => {
             if file.attempts + 1 >= MAX_ATTEMPTS {

@@ -114,6 +114,9 @@ pub struct CreateJob {
     /// Files copied at once (default 8).
     #[serde(default)]
     pub concurrency: Option<u32>,
+    /// Most bytes per second the job reads from the agent, over all its files (none: no limit).
+    #[serde(default)]
+    pub bandwidth_limit: Option<u64>,
 }
 
 /// What a job would copy (`POST /api/v1/jobs/preview`).
@@ -252,6 +255,9 @@ pub struct Job {
     pub bytes_done: u64,
     /// Files copied at once.
     pub concurrency: u32,
+    /// Most bytes per second the job reads (none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_limit: Option<u64>,
     /// The job this one re-runs, if any.
     pub rerun_of: Option<String>,
     /// Creation time (RFC 3339).

@@ -8,5 +8,6 @@ mod cli;
 mod console_api;
 mod copy;
 mod faults;
+mod resume;
 mod security;
 mod support;

@@ -609,28 +609,39 @@ pub fn form_encode(s: &str) -> String {
         .collect()
 }
 
-/// A TCP forwarder between the agent and Bifrost that can freeze the link: bytes stop
-/// flowing both ways while both sockets stay open, as on a dead WAN path.
+/// A TCP forwarder between the agent and Bifrost that can freeze the link (bytes stop flowing
+/// both ways while both sockets stay open, as on a dead WAN path) or cut it, and counts the
+/// bytes the agent sent through it.
 pub struct Forwarder {
     pub port: u16,
     frozen: Arc<std::sync::atomic::AtomicBool>,
+    up: Arc<std::sync::atomic::AtomicU64>,
+    live: Arc<Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl Forwarder {
     pub fn new(target: &str) -> Self {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let frozen = Arc::new(AtomicBool::new(false));
-        let (flag, target) = (frozen.clone(), target.to_owned());
+        let up = Arc::new(AtomicU64::new(0));
+        let live: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let (flag, target, counter, sockets) =
+            (frozen.clone(), target.to_owned(), up.clone(), live.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(upstream) = std::net::TcpStream::connect(&target) else {
                     continue;
                 };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
-                    (upstream, client),
+                sockets.lock().unwrap().push(client.try_clone().unwrap());
+                for (mut from, mut to, count) in [
+                    (
+                        client.try_clone().unwrap(),
+                        upstream.try_clone().unwrap(),
+                        Some(counter.clone()),
+                    ),
+                    (upstream, client, None),
                 ] {
                     let flag = flag.clone();
                     std::thread::spawn(move || {
@@ -644,6 +655,9 @@ impl Forwarder {
                             while flag.load(Ordering::Relaxed) {
                                 std::thread::sleep(Duration::from_millis(100));
                             }
+                            if let Some(c) = &count {
+                                c.fetch_add(n as u64, Ordering::Relaxed);
+                            }
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -653,7 +667,24 @@ impl Forwarder {
                 }
             }
         });
-        Self { port, frozen }
+        Self {
+            port,
+            frozen,
+            up,
+            live,
+        }
+    }
+
+    /// Bytes the agent has sent through the forwarder so far.
+    pub fn bytes_up(&self) -> u64 {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Closes every connection through the forwarder (new ones still pass).
+    pub fn cut(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Stops all traffic without closing anything.

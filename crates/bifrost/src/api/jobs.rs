@@ -23,6 +23,8 @@ use crate::walk::{targets, Filter};
 use crate::App;
 
 const MAX_SOURCES: usize = 10_000;
+/// Slowest bandwidth limit accepted, in bytes per second.
+const MIN_BANDWIDTH: u64 = 64 * 1024;
 
 /// The API view of a job, with live byte progress.
 pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
@@ -44,6 +46,7 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
         state: row.state,
         reason: row.reason,
         concurrency: row.concurrency,
+        bandwidth_limit: row.plan.bandwidth_limit,
         rerun_of: row.rerun_of,
         created: row.created,
         updated: row.updated,
@@ -92,6 +95,11 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
         return Err(ApiError::bad_request(
             "concurrency must be between 1 and 64",
         ));
+    }
+    if req.bandwidth_limit.is_some_and(|b| b < MIN_BANDWIDTH) {
+        return Err(ApiError::bad_request(format!(
+            "bandwidth_limit is in bytes per second and must be at least {MIN_BANDWIDTH} (64 KiB/s)"
+        )));
     }
     let filter = Filter::new(&req.filters).map_err(ApiError::bad_request)?;
     let Destination::Folder { path } = &req.destination;
@@ -148,6 +156,7 @@ pub async fn create(
     let plan = Plan {
         mappings: req.mappings,
         filters: req.filters,
+        bandwidth_limit: req.bandwidth_limit,
     };
     let id = insert(
         &app,

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use mover_proto::header;
 use tokio::io::AsyncWriteExt;
 
+use super::limit::Limiter;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::store::PendingFile;
 
@@ -34,6 +35,9 @@ pub enum CopyError {
     Failed(String),
     /// May work on retry (link dropped, file changed).
     Retry(String),
+    /// The link dropped after this attempt moved the file forward: resume later, and don't
+    /// count it as a failed attempt (a flaky WAN must not fail a big file).
+    Interrupted(String),
     /// The destination is full: report it and pause the job.
     DiskFull(String),
 }
@@ -68,9 +72,10 @@ pub async fn copy_file(
     client: &AgentClient,
     file: &PendingFile,
     inflight: &Arc<AtomicU64>,
+    limiter: Option<&Limiter>,
 ) -> Result<Copied, CopyError> {
     let counted = AtomicU64::new(0);
-    let result = copy_inner(client, file, inflight, &counted).await;
+    let result = copy_inner(client, file, inflight, &counted, limiter).await;
     inflight.fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
     result
 }
@@ -80,6 +85,7 @@ async fn copy_inner(
     file: &PendingFile,
     inflight: &AtomicU64,
     counted: &AtomicU64,
+    limiter: Option<&Limiter>,
 ) -> Result<Copied, CopyError> {
     let dest = file.dest.to_path();
     if file.dest.0.ends_with(b"/") {
@@ -114,7 +120,10 @@ async fn copy_inner(
     } else {
         0
     };
-    let mut res = match client.read(&file.source, offset).await {
+    let mut res = match client
+        .read(&file.source, offset, limiter.map(Limiter::rate))
+        .await
+    {
         Ok(r) => r,
         Err(AgentError::Status {
             status: StatusCode::NOT_FOUND,
@@ -193,6 +202,9 @@ async fn copy_inner(
     while let Some(frame) = res.body_mut().frame().await {
         match frame.map(|f| f.into_data()) {
             Ok(Ok(data)) => {
+                if let Some(l) = limiter {
+                    l.take(data.len() as u64).await;
+                }
                 hasher.update(&data);
                 writer
                     .write_all(&data)
@@ -205,9 +217,12 @@ async fn copy_inner(
             Err(e) => {
                 // Keep what arrived: the next attempt resumes from it.
                 let _ = writer.flush().await;
-                return Err(CopyError::Retry(format!(
-                    "connection to the agent failed mid-file: {e}"
-                )));
+                let reason = format!("connection to the agent failed mid-file: {e}");
+                return Err(if written > offset {
+                    CopyError::Interrupted(reason)
+                } else {
+                    CopyError::Retry(reason)
+                });
             }
         }
     }

@@ -44,6 +44,9 @@ pub struct Plan {
     /// Which files to take.
     #[serde(default)]
     pub filters: Filters,
+    /// Bytes per second over all the job's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_limit: Option<u64>,
 }
 
 /// Per-status counts of a job's files.
