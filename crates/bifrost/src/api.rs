@@ -179,6 +179,14 @@ pub fn router(app: Arc<App>) -> Router {
             post(session::login).get(session::current),
         )
         .nest("/api/v1", api)
+        // Prometheus scrapes with the admin token (`authorization: credentials` in its config).
+        .route(
+            "/metrics",
+            get(crate::metrics::handler).route_layer(middleware::from_fn_with_state(
+                app.clone(),
+                session::require_admin,
+            )),
+        )
         .merge(crate::console::router())
         .with_state(app)
 }

@@ -4,7 +4,7 @@ mod copy;
 mod limit;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use mover_proto::api::{FileStatus, JobState};
 use tokio::task::JoinSet;
 
 use crate::agent_client::{AgentClient, AgentError};
+use crate::metrics::Meter;
 use crate::store::{JobRow, StoreError};
 use crate::walk::{targets, walk, Filter, Sink, WalkError};
 use crate::App;
@@ -24,7 +25,7 @@ const BATCH: u32 = 512;
 struct Running {
     task: tokio::task::AbortHandle,
     done: tokio::sync::watch::Receiver<bool>,
-    inflight: Arc<AtomicU64>,
+    meter: Arc<Meter>,
 }
 
 /// The jobs running now.
@@ -42,8 +43,16 @@ impl Engine {
     pub fn inflight(&self, job: &str) -> u64 {
         self.lock()
             .get(job)
-            .map(|r| r.inflight.load(Ordering::Relaxed))
+            .map(|r| r.meter.inflight.load(Ordering::Relaxed))
             .unwrap_or(0)
+    }
+
+    /// The running jobs' meters.
+    pub fn meters(&self) -> Vec<(String, Arc<Meter>)> {
+        self.lock()
+            .iter()
+            .map(|(id, r)| (id.clone(), r.meter.clone()))
+            .collect()
     }
 }
 
@@ -53,12 +62,12 @@ pub fn start(app: &Arc<App>, id: String) {
     if running.contains_key(&id) {
         return;
     }
-    let inflight = Arc::new(AtomicU64::new(0));
+    let meter = Arc::new(Meter::default());
     let (done_tx, done) = tokio::sync::watch::channel(false);
     let task = tokio::spawn({
-        let (app, id, inflight) = (app.clone(), id.clone(), inflight.clone());
+        let (app, id, meter) = (app.clone(), id.clone(), meter.clone());
         async move {
-            if let Err(e) = run(&app, &id, &inflight).await {
+            if let Err(e) = run(&app, &id, &meter).await {
                 tracing::error!(job = %id, error = %e, "job stopped on a database error");
             }
             app.engine.lock().remove(&id);
@@ -70,7 +79,7 @@ pub fn start(app: &Arc<App>, id: String) {
         Running {
             task: task.abort_handle(),
             done,
-            inflight,
+            meter,
         },
     );
 }
@@ -107,7 +116,7 @@ pub async fn stop_connector_jobs(app: &App, connector: &str) {
     }
 }
 
-async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), StoreError> {
+async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<(), StoreError> {
     let Some(mut job) = app.store.job(id.to_owned()).await? else {
         return Ok(());
     };
@@ -144,7 +153,7 @@ async fn run(app: &Arc<App>, id: &str, inflight: &Arc<AtomicU64>) -> Result<(), 
         .bandwidth_limit
         .map(|b| Arc::new(limit::Limiter::new(b)));
     loop {
-        let outcome = copy_pass(app, &job, inflight, limiter.as_ref()).await?;
+        let outcome = copy_pass(app, &job, meter, limiter.as_ref()).await?;
         match outcome {
             Pass::Finished => break,
             Pass::DiskFull => {
@@ -183,7 +192,7 @@ enum Pass {
 async fn copy_pass(
     app: &Arc<App>,
     job: &JobRow,
-    inflight: &Arc<AtomicU64>,
+    meter: &Arc<Meter>,
     limiter: Option<&Arc<limit::Limiter>>,
 ) -> Result<Pass, StoreError> {
     let mut after = 0;
@@ -212,10 +221,10 @@ async fn copy_pass(
                 retry = true;
                 break;
             };
-            let inflight = inflight.clone();
+            let meter = meter.clone();
             let limiter = limiter.cloned();
             tasks.spawn(async move {
-                let result = copy::copy_file(&client, &file, &inflight, limiter.as_deref()).await;
+                let result = copy::copy_file(&client, &file, &meter, limiter.as_deref()).await;
                 (file, result)
             });
         }

@@ -24,6 +24,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// File results recorded since start, for `/metrics`.
+    pub tally: Arc<crate::metrics::Tally>,
 }
 
 const SCHEMA: &str = "
@@ -118,6 +120,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            tally: Arc::default(),
         })
     }
 

@@ -8,6 +8,7 @@ mod cli;
 mod console_api;
 mod copy;
 mod faults;
+mod metrics;
 mod resume;
 mod security;
 mod support;

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -11,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::limit::Limiter;
 use crate::agent_client::{AgentClient, AgentError};
+use crate::metrics::Meter;
 use crate::store::PendingFile;
 
 /// A file's good outcome.
@@ -71,19 +71,23 @@ fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
 pub async fn copy_file(
     client: &AgentClient,
     file: &PendingFile,
-    inflight: &Arc<AtomicU64>,
+    meter: &Meter,
     limiter: Option<&Limiter>,
 ) -> Result<Copied, CopyError> {
     let counted = AtomicU64::new(0);
-    let result = copy_inner(client, file, inflight, &counted, limiter).await;
-    inflight.fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+    meter.active.fetch_add(1, Ordering::Relaxed);
+    let result = copy_inner(client, file, meter, &counted, limiter).await;
+    meter.active.fetch_sub(1, Ordering::Relaxed);
+    meter
+        .inflight
+        .fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
     result
 }
 
 async fn copy_inner(
     client: &AgentClient,
     file: &PendingFile,
-    inflight: &AtomicU64,
+    meter: &Meter,
     counted: &AtomicU64,
     limiter: Option<&Limiter>,
 ) -> Result<Copied, CopyError> {
@@ -192,7 +196,7 @@ async fn copy_inner(
             .map_err(|e| local(e, "create", &partial))?
     };
     let add = |n: u64| {
-        inflight.fetch_add(n, Ordering::Relaxed);
+        meter.inflight.fetch_add(n, Ordering::Relaxed);
         counted.fetch_add(n, Ordering::Relaxed);
     };
     add(offset);
@@ -212,6 +216,9 @@ async fn copy_inner(
                     .map_err(|e| local(e, "write", &partial))?;
                 written += data.len() as u64;
                 add(data.len() as u64);
+                meter
+                    .received
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
             }
             Ok(Err(f)) => trailers = f.into_trailers().ok(),
             Err(e) => {

@@ -211,7 +211,9 @@ impl Store {
 
     /// Adds files found while scanning; already known ones are left as they are.
     pub async fn add_files(&self, job: String, files: Vec<NewFile>) -> Result<(), StoreError> {
+        let tally = self.tally.clone();
         self.call(move |c| {
+            let mut settled = Vec::new();
             let tx = c.transaction()?;
             {
                 let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_files WHERE job = ?1", [&job], |r| r.get(0))?;
@@ -220,7 +222,7 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
                 for (i, f) in files.into_iter().enumerate() {
-                    stmt.execute(params![
+                    let inserted = stmt.execute(params![
                         job,
                         next + i as i64,
                         f.source.lossy(),
@@ -232,9 +234,17 @@ impl Store {
                         status_str(f.status),
                         f.reason
                     ])?;
+                    if inserted > 0 && f.status != FileStatus::Pending {
+                        settled.push((f.status, f.size, f.reason));
+                    }
                 }
             }
-            tx.commit()
+            tx.commit()?;
+            // Counted once committed, so a rolled-back batch is not counted.
+            for (status, size, reason) in settled {
+                tally.record(status, size, reason.as_deref());
+            }
+            Ok(())
         })
         .await
     }
@@ -278,12 +288,16 @@ impl Store {
         reason: Option<String>,
         blake3: Option<String>,
     ) -> Result<(), StoreError> {
+        let tally = self.tally.clone();
         self.call(move |c| {
-            c.execute(
-                "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2",
+            let changed = c.execute(
+                "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
                 params![job, seq, status_str(status), size as i64, reason, blake3],
-            )
-            .map(drop)
+            )?;
+            if changed > 0 {
+                tally.record(status, size, reason.as_deref());
+            }
+            Ok(())
         })
         .await
     }
