@@ -40,7 +40,13 @@ pub enum PathError {
     /// A browse cursor this agent never gave out.
     #[error("malformed or unknown browse cursor")]
     BadCursor,
-    /// Permission denied or another OS error.
+    /// The agent's user may not read it (a 403: retrying will not help).
+    #[error("path {0:?}: permission denied")]
+    PermissionDenied(String),
+    /// Another program holds the file open without sharing it (Windows).
+    #[error("path {0:?} is locked by another program")]
+    Locked(String),
+    /// Another OS error.
     #[error("path {0:?}: {1}")]
     Io(String, String),
 }
@@ -61,11 +67,14 @@ impl PathError {
 
     /// Maps an OS error on `path` to a path error.
     pub fn from_io(path: &str, e: &std::io::Error) -> Self {
+        // ERROR_SHARING_VIOLATION and ERROR_LOCK_VIOLATION: open elsewhere, e.g. an Outlook PST.
+        #[cfg(windows)]
+        if matches!(e.raw_os_error(), Some(32) | Some(33)) {
+            return PathError::Locked(path.to_owned());
+        }
         match e.kind() {
             std::io::ErrorKind::NotFound => PathError::NotFound(path.to_owned()),
-            std::io::ErrorKind::PermissionDenied => {
-                PathError::Io(path.to_owned(), "permission denied".into())
-            }
+            std::io::ErrorKind::PermissionDenied => PathError::PermissionDenied(path.to_owned()),
             _ => PathError::Io(path.to_owned(), e.to_string()),
         }
     }

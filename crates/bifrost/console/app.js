@@ -749,7 +749,7 @@ function jobView(main, id) {
   }
 
   function drawTabs() {
-    fill(tabs, ...[['', 'All'], ['copied', 'Copied'], ['failed', 'Failed'], ['skipped', 'Skipped'], ['pending', 'Pending']].map(([v, label]) =>
+    fill(tabs, ...[['', 'All'], ['copied', 'Copied'], ['failed', 'Failed'], ['skipped', 'Skipped'], ['pending', 'Pending'], ['deleted', 'Deleted at source']].map(([v, label]) =>
       h('button', { type: 'button', 'aria-pressed': String(filter === v), onclick: () => { filter = v; drawTabs(); loadReport(); } }, label)));
   }
 
@@ -767,6 +767,7 @@ function jobView(main, id) {
       stat('Files done', `${j.files_done + j.files_skipped} / ${j.files_total}`, 'stat-files'),
       stat('Failed', String(j.files_failed), 'stat-failed'),
       stat('Skipped', String(j.files_skipped), 'stat-skipped'),
+      j.files_deleted ? stat('Deleted at source', String(j.files_deleted), 'stat-deleted') : null,
       stat('Bytes', `${bytes(j.bytes_done)} / ${bytes(j.bytes_total)}`, 'stat-bytes'),
       stat('Percent', j.bytes_total ? `${Math.floor((j.bytes_done / j.bytes_total) * 100)} %` : (j.state === 'completed' ? '100 %' : '0 %'), 'stat-percent'),
       stat('Rate', rate > 0 ? `${bytes(rate)}/s` : '—', 'stat-rate'),

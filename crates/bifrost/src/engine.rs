@@ -19,6 +19,8 @@ use crate::App;
 
 /// Attempts per file before it is reported failed.
 const MAX_ATTEMPTS: u32 = 5;
+/// Times a file that changed while it was read is read again before it is reported.
+const CHANGED_RETRIES: u32 = 3;
 /// Pending files fetched from the database at a time.
 const BATCH: u32 = 512;
 
@@ -130,6 +132,9 @@ async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<(), StoreEr
         let client = app.registry.wait_online(&job.connector).await;
         match scan(app, &job, &client).await {
             Ok(()) => {
+                if let Some(old) = &job.rerun_of {
+                    record_gone(app, &job, old).await?;
+                }
                 app.store.set_scanned(id.to_owned()).await?;
                 job.scanned = true;
             }
@@ -223,8 +228,10 @@ async fn copy_pass(
             };
             let meter = meter.clone();
             let limiter = limiter.cloned();
+            let rerun = job.rerun_of.is_some();
             tasks.spawn(async move {
-                let result = copy::copy_file(&client, &file, &meter, limiter.as_deref()).await;
+                let result =
+                    copy::copy_file(&client, &file, &meter, limiter.as_deref(), rerun).await;
                 (file, result)
             });
         }
@@ -263,9 +270,9 @@ async fn settle(
     };
     let (id, dest) = (job.id.clone(), file.seq);
     match result {
-        Ok(copy::Copied::Done { size, blake3 }) => {
+        Ok(copy::Copied::Done { size, blake3, note }) => {
             app.store
-                .finish_file(id, dest, FileStatus::Copied, size, None, Some(blake3))
+                .finish_file(id, dest, FileStatus::Copied, size, note, Some(blake3))
                 .await
         }
         Ok(copy::Copied::Skipped { reason }) => {
@@ -285,6 +292,18 @@ async fn settle(
                 .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
                 .await
         }
+        Err(copy::CopyError::Changed(reason)) => {
+            if file.attempts + 1 > CHANGED_RETRIES {
+                tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file kept changing while it was read");
+                app.store
+                    .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
+                    .await
+            } else {
+                tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file changed while it was read; it will be read again");
+                *retry = true;
+                app.store.bump_attempts(id, dest).await
+            }
+        }
         Err(copy::CopyError::Interrupted(reason)) => {
             tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file interrupted; it resumes where it stopped");
             *retry = true;
@@ -302,6 +321,45 @@ async fn settle(
                 app.store.bump_attempts(id, dest).await
             }
         }
+    }
+}
+
+/// Lists in a re-run's report the files the job it re-runs had that are gone from the source,
+/// and removes them from the destination when the job asks for it.
+async fn record_gone(app: &App, job: &JobRow, old: &str) -> Result<(), StoreError> {
+    let mut gone = app.store.gone_since(old.to_owned(), job.id.clone()).await?;
+    // Children come after their folder: going backwards empties a folder before removing it.
+    for f in gone.iter_mut().rev() {
+        f.reason = Some(if job.plan.delete_removed {
+            remove_from_destination(&f.dest).await
+        } else {
+            "deleted at the source since the last run; kept at the destination".into()
+        });
+    }
+    if !gone.is_empty() {
+        tracing::info!(job = %job.id, files = gone.len(), "files deleted at the source since the last run");
+    }
+    app.store.add_files(job.id.clone(), gone).await
+}
+
+async fn remove_from_destination(dest: &crate::raw_path::RawPath) -> String {
+    let path = dest.to_path();
+    let result = if dest.0.ends_with(b"/") {
+        tokio::fs::remove_dir(&path).await
+    } else {
+        tokio::fs::remove_file(&path).await
+    };
+    match result {
+        Ok(()) => "deleted at the source since the last run; removed from the destination".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "deleted at the source since the last run; already gone from the destination".into()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+            "deleted at the source since the last run; kept at the destination: the folder holds other files".into()
+        }
+        Err(e) => format!(
+            "deleted at the source since the last run; cannot remove it from the destination: {e}"
+        ),
     }
 }
 

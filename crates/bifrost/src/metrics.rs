@@ -22,6 +22,7 @@ pub struct Tally {
     bytes_copied: AtomicU64,
     files_skipped: AtomicU64,
     bytes_skipped: AtomicU64,
+    files_deleted: AtomicU64,
     failed: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -45,6 +46,9 @@ impl Tally {
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(class)
                     .or_default() += 1;
+            }
+            FileStatus::Deleted => {
+                self.files_deleted.fetch_add(1, Ordering::Relaxed);
             }
             FileStatus::Pending => {}
         }
@@ -149,45 +153,16 @@ pub async fn render(app: &App) -> Result<String, crate::store::StoreError> {
     let _ = writeln!(out, "bifrost_active_transfers {active}");
 
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    family(
-        &mut out,
-        "bifrost_files_copied_total",
-        "counter",
-        "Files copied and verified since Bifrost started.",
-    );
-    let _ = writeln!(
-        out,
-        "bifrost_files_copied_total {}",
-        load(&tally.files_copied)
-    );
-    family(
-        &mut out,
-        "bifrost_copied_bytes_total",
-        "counter",
-        "Bytes of files copied and verified since Bifrost started.",
-    );
-    let _ = writeln!(
-        out,
-        "bifrost_copied_bytes_total {}",
-        load(&tally.bytes_copied)
-    );
-    family(&mut out, "bifrost_files_skipped_total", "counter", "Files skipped (already at the destination, or not copyable by design) since Bifrost started.");
-    let _ = writeln!(
-        out,
-        "bifrost_files_skipped_total {}",
-        load(&tally.files_skipped)
-    );
-    family(
-        &mut out,
-        "bifrost_skipped_bytes_total",
-        "counter",
-        "Bytes of skipped files since Bifrost started.",
-    );
-    let _ = writeln!(
-        out,
-        "bifrost_skipped_bytes_total {}",
-        load(&tally.bytes_skipped)
-    );
+    for (name, help, value) in [
+        ("bifrost_files_copied_total", "Files copied and verified since Bifrost started.", &tally.files_copied),
+        ("bifrost_copied_bytes_total", "Bytes of files copied and verified since Bifrost started.", &tally.bytes_copied),
+        ("bifrost_files_skipped_total", "Files skipped (already at the destination, or not copyable by design) since Bifrost started.", &tally.files_skipped),
+        ("bifrost_skipped_bytes_total", "Bytes of skipped files since Bifrost started.", &tally.bytes_skipped),
+        ("bifrost_files_deleted_at_source_total", "Files re-runs found gone from the source since Bifrost started.", &tally.files_deleted),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", load(value));
+    }
     family(
         &mut out,
         "bifrost_files_failed_total",
@@ -228,6 +203,7 @@ pub async fn render(app: &App) -> Result<String, crate::store::StoreError> {
                 "pending",
                 c.files_total - c.files_done - c.files_failed - c.files_skipped,
             ),
+            ("deleted", c.files_deleted),
         ] {
             let _ = writeln!(
                 files,

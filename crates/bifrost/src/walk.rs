@@ -212,7 +212,27 @@ pub async fn walk<S: Sink>(
                 if let Some(c) = cursor.as_deref() {
                     pairs.push(("cursor", c.to_owned()));
                 }
-                let page: BrowsePage = client.get_json(route::BROWSE, &pairs).await?;
+                let page: BrowsePage = match client.get_json(route::BROWSE, &pairs).await {
+                    Ok(page) => page,
+                    // A subfolder the agent may not list fails alone; the walk goes on.
+                    Err(AgentError::Status { status, message })
+                        if status.is_client_error() && !rel.is_empty() && cursor.is_none() =>
+                    {
+                        let mut marker = dest.clone();
+                        marker.0.push(b'/');
+                        sink.files(vec![NewFile {
+                            source: dir.clone(),
+                            dest: marker,
+                            size: 0,
+                            modified: None,
+                            status: FileStatus::Failed,
+                            reason: Some(format!("cannot list the folder: {message}")),
+                        }])
+                        .await?;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if cursor.is_none() && page.entries.is_empty() {
                     // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
                     let entry = Entry {

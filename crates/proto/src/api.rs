@@ -117,6 +117,10 @@ pub struct CreateJob {
     /// Most bytes per second the job reads from the agent, over all its files (none: no limit).
     #[serde(default)]
     pub bandwidth_limit: Option<u64>,
+    /// On re-runs, remove from the destination the files deleted at the source (default: keep
+    /// them and list them in the report).
+    #[serde(default)]
+    pub delete_removed: bool,
 }
 
 /// What a job would copy (`POST /api/v1/jobs/preview`).
@@ -249,6 +253,9 @@ pub struct Job {
     pub files_failed: u64,
     /// Files skipped (already at the destination, or not copyable).
     pub files_skipped: u64,
+    /// Files of the re-run job that are gone from the source (not in `files_total`).
+    #[serde(default)]
+    pub files_deleted: u64,
     /// Bytes found at the sources.
     pub bytes_total: u64,
     /// Bytes copied or skipped.
@@ -258,6 +265,9 @@ pub struct Job {
     /// Most bytes per second the job reads (none: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit: Option<u64>,
+    /// Re-runs remove files deleted at the source from the destination.
+    #[serde(default)]
+    pub delete_removed: bool,
     /// The job this one re-runs, if any.
     pub rerun_of: Option<String>,
     /// Creation time (RFC 3339).
@@ -278,6 +288,9 @@ pub enum FileStatus {
     Failed,
     /// Not copied on purpose; see `reason`.
     Skipped,
+    /// In the job this one re-runs, but gone from the source now; `reason` says whether it was
+    /// kept at the destination or removed.
+    Deleted,
 }
 
 /// One line of a job's per-file report.

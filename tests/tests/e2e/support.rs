@@ -269,15 +269,23 @@ impl Bifrost {
         body.as_array().unwrap().clone()
     }
 
-    /// Authorizes `key`; returns the connector.
+    /// Authorizes `key`, once its agent has dialed in (it may still be connecting: a 404 is
+    /// retried for a while); returns the connector.
     pub fn authorize(&self, key: &str, name: &str) -> Value {
-        let (status, body) = self.api(
-            "POST",
-            "/api/v1/connectors",
-            Some(json!({"key": key, "name": name})),
-        );
-        assert_eq!(status, 201, "{body}");
-        body
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self.api(
+                "POST",
+                "/api/v1/connectors",
+                Some(json!({"key": key, "name": name})),
+            );
+            if status == 404 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            assert_eq!(status, 201, "{body}");
+            return body;
+        }
     }
 
     /// Waits until the connector list has an entry matching `pred`.
@@ -379,7 +387,31 @@ impl Agent {
 
     /// Same, with extra environment variables.
     pub fn start_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(bin("agent"));
+        Self::start_cmd(Command::new(bin("agent")), home, args, env)
+    }
+
+    /// Runs the agent as the unprivileged user `nobody` (tests run as root, which reads
+    /// anything): the binary is copied to `dir`, and `dir` and `home` are opened to it.
+    pub fn start_as_nobody(dir: &Path, home: &Path, args: &[&str]) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let agent = dir.join("agent-bin");
+        std::fs::copy(bin("agent"), &agent).unwrap();
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(home).unwrap();
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(home)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(&agent);
+        Self::start_cmd(cmd, home, args, &[])
+    }
+
+    fn start_cmd(mut cmd: Command, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         cmd.arg("start")
             .args(args)
             .env("MOVER_AGENT_HOME", home)

@@ -35,6 +35,7 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
         files_done: counts.files_done,
         files_failed: counts.files_failed,
         files_skipped: counts.files_skipped,
+        files_deleted: counts.files_deleted,
         bytes_total: counts.bytes_total,
         bytes_done: (counts.bytes_done + inflight).min(counts.bytes_total.max(counts.bytes_done)),
         id: row.id,
@@ -47,6 +48,7 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
         reason: row.reason,
         concurrency: row.concurrency,
         bandwidth_limit: row.plan.bandwidth_limit,
+        delete_removed: row.plan.delete_removed,
         rerun_of: row.rerun_of,
         created: row.created,
         updated: row.updated,
@@ -157,6 +159,7 @@ pub async fn create(
         mappings: req.mappings,
         filters: req.filters,
         bandwidth_limit: req.bandwidth_limit,
+        delete_removed: req.delete_removed,
     };
     let id = insert(
         &app,
@@ -250,7 +253,7 @@ pub struct FilesQuery {
     status: Option<FileStatus>,
 }
 
-/// `GET /jobs/{id}/files[?status=copied|failed|skipped|pending]`.
+/// `GET /jobs/{id}/files[?status=copied|failed|skipped|pending|deleted]`.
 pub async fn files(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

@@ -1,12 +1,13 @@
 //! Copying one file: resume from a partial temp file, verify BLAKE3, fsync, keep mtime, rename.
 
+use std::io::SeekFrom;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::StatusCode;
 use http_body_util::BodyExt;
 use mover_proto::header;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::limit::Limiter;
 use crate::agent_client::{AgentClient, AgentError};
@@ -21,6 +22,8 @@ pub enum Copied {
         size: u64,
         /// BLAKE3, hex.
         blake3: String,
+        /// New or changed since the last run, or replaced a different file.
+        note: Option<String>,
     },
     /// Not copied on purpose.
     Skipped {
@@ -35,12 +38,17 @@ pub enum CopyError {
     Failed(String),
     /// May work on retry (link dropped, file changed).
     Retry(String),
+    /// The source file changed while it was read; retried a few times, then reported.
+    Changed(String),
     /// The link dropped after this attempt moved the file forward: resume later, and don't
     /// count it as a failed attempt (a flaky WAN must not fail a big file).
     Interrupted(String),
     /// The destination is full: report it and pause the job.
     DiskFull(String),
 }
+
+/// Runs of zeros at least this long become holes in the copy.
+const SPARSE_MIN: usize = 4096;
 
 fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
     if e.kind() == std::io::ErrorKind::StorageFull {
@@ -73,10 +81,11 @@ pub async fn copy_file(
     file: &PendingFile,
     meter: &Meter,
     limiter: Option<&Limiter>,
+    rerun: bool,
 ) -> Result<Copied, CopyError> {
     let counted = AtomicU64::new(0);
     meter.active.fetch_add(1, Ordering::Relaxed);
-    let result = copy_inner(client, file, meter, &counted, limiter).await;
+    let result = copy_inner(client, file, meter, &counted, limiter, rerun).await;
     meter.active.fetch_sub(1, Ordering::Relaxed);
     meter
         .inflight
@@ -90,15 +99,22 @@ async fn copy_inner(
     meter: &Meter,
     counted: &AtomicU64,
     limiter: Option<&Limiter>,
+    rerun: bool,
 ) -> Result<Copied, CopyError> {
     let dest = file.dest.to_path();
     if file.dest.0.ends_with(b"/") {
+        if tokio::fs::metadata(&dest).await.is_ok_and(|m| m.is_dir()) {
+            return Ok(Copied::Skipped {
+                reason: "folder already at the destination".into(),
+            });
+        }
         tokio::fs::create_dir_all(&dest)
             .await
             .map_err(|e| local(e, "create folder", &dest))?;
         return Ok(Copied::Done {
             size: 0,
             blake3: blake3::hash(b"").to_hex().to_string(),
+            note: rerun.then(|| "new since the last run".into()),
         });
     }
     let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -110,6 +126,13 @@ async fn copy_inner(
             reason: "already at the destination (same size and modification time)".into(),
         });
     }
+    let existed = tokio::fs::symlink_metadata(&dest).await.is_ok();
+    let note = match (rerun, existed) {
+        (true, true) => Some("changed at the source since the last run".to_owned()),
+        (true, false) => Some("new since the last run".to_owned()),
+        (false, true) => Some("replaced a different file at the destination".to_owned()),
+        (false, false) => None,
+    };
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -181,14 +204,18 @@ async fn copy_inner(
         .await
         .map_err(|e| CopyError::Retry(e.to_string()))?
         .map_err(|e| local(e, "read", &partial))?;
-        let f = tokio::fs::OpenOptions::new()
-            .append(true)
+        // Not append mode: holes are made by seeking past zeros, which append would defeat.
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
             .open(&partial)
             .await
             .map_err(|e| local(e, "open", &partial))?;
         f.set_len(offset)
             .await
             .map_err(|e| local(e, "truncate", &partial))?;
+        f.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(|e| local(e, "seek in", &partial))?;
         f
     } else {
         tokio::fs::File::create(&partial)
@@ -210,10 +237,18 @@ async fn copy_inner(
                     l.take(data.len() as u64).await;
                 }
                 hasher.update(&data);
-                writer
-                    .write_all(&data)
-                    .await
-                    .map_err(|e| local(e, "write", &partial))?;
+                if data.len() >= SPARSE_MIN && data.iter().all(|&b| b == 0) {
+                    // Keep sparse files sparse: skip over zeros instead of writing them.
+                    writer
+                        .seek(SeekFrom::Start(written + data.len() as u64))
+                        .await
+                        .map_err(|e| local(e, "seek in", &partial))?;
+                } else {
+                    writer
+                        .write_all(&data)
+                        .await
+                        .map_err(|e| local(e, "write", &partial))?;
+                }
                 written += data.len() as u64;
                 add(data.len() as u64);
                 meter
@@ -238,6 +273,10 @@ async fn copy_inner(
         .await
         .map_err(|e| local(e, "write", &partial))?;
     drop(writer);
+    // A file that ends in zeros skipped over above is as long as it was sent.
+    out.set_len(written)
+        .await
+        .map_err(|e| local(e, "extend", &partial))?;
     let trailers = trailers.unwrap_or_default();
     if let Some(err) = trailers
         .get(header::READ_ERROR)
@@ -245,7 +284,7 @@ async fn copy_inner(
     {
         drop(out);
         let _ = tokio::fs::remove_file(&partial).await;
-        return Err(CopyError::Retry(err.to_owned()));
+        return Err(CopyError::Changed(err.to_owned()));
     }
     let Some(expected) = trailers
         .get(header::BLAKE3)
@@ -280,5 +319,9 @@ async fn copy_inner(
     if let Ok(dir) = tokio::fs::File::open(&parent).await {
         let _ = dir.sync_all().await;
     }
-    Ok(Copied::Done { size, blake3: got })
+    Ok(Copied::Done {
+        size,
+        blake3: got,
+        note,
+    })
 }

@@ -47,6 +47,9 @@ pub struct Plan {
     /// Bytes per second over all the job's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit: Option<u64>,
+    /// Re-runs remove files deleted at the source from the destination.
+    #[serde(default)]
+    pub delete_removed: bool,
 }
 
 /// Per-status counts of a job's files.
@@ -60,6 +63,8 @@ pub struct Counts {
     pub files_failed: u64,
     /// Skipped.
     pub files_skipped: u64,
+    /// Gone from the source since the job this re-runs (not in `files_total`).
+    pub files_deleted: u64,
     /// Bytes in all.
     pub bytes_total: u64,
     /// Bytes copied or skipped.
@@ -106,6 +111,7 @@ fn status_str(s: FileStatus) -> &'static str {
         FileStatus::Copied => "copied",
         FileStatus::Failed => "failed",
         FileStatus::Skipped => "skipped",
+        FileStatus::Deleted => "deleted",
     }
 }
 
@@ -114,6 +120,7 @@ fn parse_status(s: &str) -> FileStatus {
         "copied" => FileStatus::Copied,
         "failed" => FileStatus::Failed,
         "skipped" => FileStatus::Skipped,
+        "deleted" => FileStatus::Deleted,
         _ => FileStatus::Pending,
     }
 }
@@ -249,6 +256,32 @@ impl Store {
         .await
     }
 
+    /// Files the job `old` copied or found in place that job `new` did not find at the source.
+    pub async fn gone_since(&self, old: String, new: String) -> Result<Vec<NewFile>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT o.source, o.source_b64, o.dest, o.dest_b64, o.size, o.modified FROM job_files o
+                 WHERE o.job = ?1 AND o.status IN ('copied', 'skipped')
+                 AND NOT EXISTS (SELECT 1 FROM job_files n WHERE n.job = ?2 AND n.dest = o.dest AND n.dest_b64 = o.dest_b64)
+                 ORDER BY o.seq",
+            )?;
+            let rows = stmt
+                .query_map(params![old, new], |r| {
+                    Ok(NewFile {
+                        source: RawPath::from_stored(r.get(0)?, r.get::<_, Option<String>>(1)?.as_deref()),
+                        dest: RawPath::from_stored(r.get(2)?, Some(r.get::<_, String>(3)?.as_str())),
+                        size: r.get::<_, i64>(4)? as u64,
+                        modified: r.get(5)?,
+                        status: FileStatus::Deleted,
+                        reason: None,
+                    })
+                })?
+                .collect();
+            rows
+        })
+        .await
+    }
+
     /// Up to `limit` pending files after sequence number `after`, in order.
     pub async fn pending_files(
         &self,
@@ -324,6 +357,10 @@ impl Store {
                 let status: String = r.get(0)?;
                 let n = r.get::<_, i64>(1)? as u64;
                 let bytes = r.get::<_, i64>(2)? as u64;
+                if parse_status(&status) == FileStatus::Deleted {
+                    counts.files_deleted += n;
+                    continue;
+                }
                 counts.files_total += n;
                 counts.bytes_total += bytes;
                 match parse_status(&status) {
@@ -336,7 +373,7 @@ impl Store {
                         counts.bytes_done += bytes;
                     }
                     FileStatus::Failed => counts.files_failed += n,
-                    FileStatus::Pending => {}
+                    FileStatus::Pending | FileStatus::Deleted => {}
                 }
             }
             Ok(counts)
