@@ -279,6 +279,20 @@ pub fn stream_file(
     Ok(Some(ReadEnd::Complete(hasher.map(|h| h.finalize()))))
 }
 
+/// BLAKE3 of a whole file; `None` when it changed while it was read.
+pub fn hash_file(open: OpenFile) -> std::io::Result<Option<mover_proto::FileHash>> {
+    let size = open.size;
+    let mut hash = None;
+    let end = stream_file(open, 0, size, None, |_| true)?;
+    if let Some(ReadEnd::Complete(Some(h))) = end {
+        hash = Some(mover_proto::FileHash {
+            blake3: h.to_hex().to_string(),
+            size,
+        });
+    }
+    Ok(hash)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,7 +88,7 @@ pub async fn handle(
         (&Method::GET, route::INFO) => json(StatusCode::OK, &tunnel.shared.info()),
         (&Method::POST, route::SESSION) => session(&tunnel, req).await,
         (&Method::GET, route::EVENTS) => events(&tunnel),
-        (&Method::GET, route::BROWSE | route::STAT | route::READ) => {
+        (&Method::GET, route::BROWSE | route::STAT | route::READ | route::HASH) => {
             if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
                 error(
                     StatusCode::FORBIDDEN,
@@ -200,6 +200,14 @@ async fn files(
         let real = shares.resolve(&raw)?;
         match route_path.as_str() {
             route::STAT => Ok(json(StatusCode::OK, &fsops::stat(&real, &path)?)),
+            route::HASH => {
+                tracing::info!(path = %path, "hash");
+                match fsops::hash_file(fsops::open_file(&real, &path)?) {
+                    Ok(Some(h)) => Ok(json(StatusCode::OK, &h)),
+                    Ok(None) => Ok(error(StatusCode::CONFLICT, "changed during copy")),
+                    Err(e) => Err(PathError::from_io(&path, &e)),
+                }
+            }
             route::BROWSE => {
                 let page = shared.listings.page(&real, &path, cursor.as_deref())?;
                 if cursor.is_none() {

@@ -76,6 +76,7 @@ pub fn start(app: &Arc<App>, id: String) {
             let _ = done_tx.send(true);
         }
     });
+    tokio::spawn(log_progress(app.clone(), id.clone(), meter.clone()));
     running.insert(
         id,
         Running {
@@ -84,6 +85,41 @@ pub fn start(app: &Arc<App>, id: String) {
             meter,
         },
     );
+}
+
+/// How often a running job's progress goes to the log.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs a running job's progress every [`PROGRESS_EVERY`] until it stops running.
+async fn log_progress(app: Arc<App>, id: String, meter: Arc<Meter>) {
+    let mut last = (std::time::Instant::now(), 0u64);
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let still = app
+            .engine
+            .lock()
+            .get(&id)
+            .is_some_and(|r| Arc::ptr_eq(&r.meter, &meter));
+        if !still {
+            return;
+        }
+        let Ok(c) = app.store.counts(id.clone()).await else {
+            continue;
+        };
+        let received = meter.received.load(Ordering::Relaxed);
+        let rate = (received - last.1) as f64 / last.0.elapsed().as_secs_f64().max(0.001);
+        last = (std::time::Instant::now(), received);
+        let bytes = c.bytes_done + meter.inflight.load(Ordering::Relaxed);
+        tracing::info!(
+            job = %id,
+            files = format_args!("{}/{}", c.files_done + c.files_skipped, c.files_total),
+            failed = c.files_failed,
+            bytes = format_args!("{bytes}/{}", c.bytes_total),
+            rate = format_args!("{:.1} MB/s", rate / 1e6),
+            active = meter.active.load(Ordering::Relaxed),
+            "job progress"
+        );
+    }
 }
 
 /// Stops job `id` if it runs, and waits until it has.
@@ -228,10 +264,13 @@ async fn copy_pass(
             };
             let meter = meter.clone();
             let limiter = limiter.cloned();
-            let rerun = job.rerun_of.is_some();
+            let mode = copy::Mode {
+                rerun: job.rerun_of.is_some(),
+                compare: job.plan.compare,
+            };
             tasks.spawn(async move {
                 let result =
-                    copy::copy_file(&client, &file, &meter, limiter.as_deref(), rerun).await;
+                    copy::copy_file(&client, &file, &meter, limiter.as_deref(), mode).await;
                 (file, result)
             });
         }

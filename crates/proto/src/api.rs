@@ -121,6 +121,20 @@ pub struct CreateJob {
     /// them and list them in the report).
     #[serde(default)]
     pub delete_removed: bool,
+    /// How a file already at the destination is found unchanged.
+    #[serde(default)]
+    pub compare: Compare,
+}
+
+/// How a file already at the destination is found unchanged.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// Same size and modification time (to the second): nothing is read.
+    #[default]
+    SizeMtime,
+    /// Same BLAKE3: the agent reads the source and Bifrost the destination, when sizes match.
+    Blake3,
 }
 
 /// What a job would copy (`POST /api/v1/jobs/preview`).
@@ -268,6 +282,9 @@ pub struct Job {
     /// Re-runs remove files deleted at the source from the destination.
     #[serde(default)]
     pub delete_removed: bool,
+    /// How a file already at the destination is found unchanged.
+    #[serde(default)]
+    pub compare: Compare,
     /// The job this one re-runs, if any.
     pub rerun_of: Option<String>,
     /// Creation time (RFC 3339).

@@ -52,6 +52,17 @@ pub mod route {
     pub const READ: &str = "/v1/read";
     /// `GET`: a long-lived stream of newline-delimited [`AgentEvent`].
     pub const EVENTS: &str = "/v1/events";
+    /// `GET ?path=P`: [`FileHash`] of the whole file, read at the agent (nothing is sent).
+    pub const HASH: &str = "/v1/hash";
+}
+
+/// A file's content hash, for comparing by content instead of size and time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileHash {
+    /// BLAKE3 of the whole file, hex.
+    pub blake3: String,
+    /// Size read.
+    pub size: u64,
 }
 
 /// Entries per browse page: big enough to be cheap, small enough to bound memory.

@@ -146,3 +146,67 @@ fn reruns_copy_only_what_changed_and_report_deletions() {
     assert!(!mirror_dest.join("inc/sub/e.txt").exists());
     assert!(mirror_dest.join("inc/sub/d.txt").exists());
 }
+
+#[test]
+fn compare_by_blake3_catches_changes_that_keep_size_and_time() {
+    let w = World::new();
+    let src = w.share.join("sums");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("same.txt"), "unchanged").unwrap();
+    std::fs::write(src.join("sneaky.txt"), "original!").unwrap();
+    let dest = w.dir.path().join("dest");
+    let (status, job) = w.bifrost.api(
+        "POST",
+        "/api/v1/jobs",
+        Some(json!({"connector": w.connector, "sources": [src], "destination": {"kind": "folder", "path": dest}, "compare": "blake3"})),
+    );
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["compare"], "blake3");
+    let job = w
+        .bifrost
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(job["files_done"], 2, "{job}");
+
+    // Same size, same modification time, different bytes: size and time cannot see it.
+    let path = src.join("sneaky.txt");
+    let mtime = filetime::FileTime::from_last_modification_time(&std::fs::metadata(&path).unwrap());
+    std::fs::write(&path, "replaced!").unwrap();
+    filetime::set_file_mtime(&path, mtime).unwrap();
+
+    let by_hash = rerun(&w, job["id"].as_str().unwrap());
+    assert_eq!(
+        (
+            by_hash["files_done"].as_u64(),
+            by_hash["files_skipped"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{by_hash}"
+    );
+    let report = w.bifrost.files(by_hash["id"].as_str().unwrap());
+    assert_eq!(
+        line(&report, "same.txt")["reason"],
+        "already at the destination (same BLAKE3)"
+    );
+    assert_eq!(
+        line(&report, "sneaky.txt")["reason"],
+        "changed at the source since the last run"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("sums/sneaky.txt")).unwrap(),
+        "replaced!"
+    );
+    // The agent hashed in place: the unchanged file was hashed, never read out.
+    let logs = w.agent.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("same.txt") && l.contains(" hash")),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("same.txt") && l.contains(" read"))
+            .count(),
+        1,
+        "{logs}"
+    );
+}

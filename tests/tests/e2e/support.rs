@@ -123,7 +123,19 @@ impl Bifrost {
 
     /// Starts Bifrost with `data` and `listen`, with `ca`'s certificate or a self-signed one.
     pub fn spawn(data: &Path, listen: &str, ca: Option<&TestCa>) -> Self {
-        let mut cmd = Command::new(bin("bifrost"));
+        Self::spawn_cmd(Command::new(bin("bifrost")), data, listen, ca)
+    }
+
+    /// Starts Bifrost under `strace`, logging the file-system calls in `syscalls` to `log`.
+    pub fn start_traced(dir: &Path, ca: &TestCa, syscalls: &str, log: &Path) -> Self {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-y", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
+            .arg(log)
+            .arg(bin("bifrost"));
+        Self::spawn_cmd(cmd, &dir.join("bifrost-data"), "127.0.0.1:0", Some(ca))
+    }
+
+    fn spawn_cmd(mut cmd: Command, data: &Path, listen: &str, ca: Option<&TestCa>) -> Self {
         cmd.args(["serve", "--listen", listen, "--data"]).arg(data);
         if let Some(ca) = ca {
             cmd.arg("--tls-cert")

@@ -49,6 +49,7 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
         concurrency: row.concurrency,
         bandwidth_limit: row.plan.bandwidth_limit,
         delete_removed: row.plan.delete_removed,
+        compare: row.plan.compare,
         rerun_of: row.rerun_of,
         created: row.created,
         updated: row.updated,
@@ -160,6 +161,7 @@ pub async fn create(
         filters: req.filters,
         bandwidth_limit: req.bandwidth_limit,
         delete_removed: req.delete_removed,
+        compare: req.compare,
     };
     let id = insert(
         &app,

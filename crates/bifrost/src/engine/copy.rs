@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::StatusCode;
 use http_body_util::BodyExt;
-use mover_proto::header;
+use mover_proto::api::Compare;
+use mover_proto::{header, route, FileHash};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::limit::Limiter;
@@ -75,17 +76,79 @@ fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
     meta.is_file() && meta.len() == size && mtime.unix_seconds() == m.unix_timestamp()
 }
 
+/// What a job asks of each copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// The job re-runs another: notes say new or changed.
+    pub rerun: bool,
+    /// How a file already at the destination is found unchanged.
+    pub compare: Compare,
+}
+
+/// Whether the destination file has the source's content: compared only when sizes match, by
+/// BLAKE3 at both ends (the agent hashes its file in place; nothing crosses the link but the
+/// hash). A match also takes the source's modification time, as a copy would have.
+async fn same_content(
+    client: &AgentClient,
+    file: &PendingFile,
+    dest: &Path,
+) -> Result<bool, CopyError> {
+    match tokio::fs::metadata(dest).await {
+        Ok(m) if m.is_file() && m.len() == file.size => {}
+        _ => return Ok(false),
+    }
+    let theirs: FileHash = match client
+        .get_json(route::HASH, &[file.source.query_pair()])
+        .await
+    {
+        Ok(h) => h,
+        Err(AgentError::Status {
+            status: StatusCode::NOT_FOUND,
+            ..
+        }) => {
+            return Err(CopyError::Failed(
+                "vanished: the file no longer exists at the source".into(),
+            ))
+        }
+        Err(AgentError::Status {
+            status: StatusCode::CONFLICT,
+            message,
+        }) => return Err(CopyError::Changed(message)),
+        Err(AgentError::Status { status, message }) if status.is_client_error() => {
+            return Err(CopyError::Failed(message))
+        }
+        Err(e) => return Err(CopyError::Retry(e.to_string())),
+    };
+    let path = dest.to_path_buf();
+    let ours = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut h = blake3::Hasher::new();
+        h.update_reader(std::fs::File::open(&path)?)?;
+        Ok(h.finalize().to_hex().to_string())
+    })
+    .await
+    .map_err(|e| CopyError::Retry(e.to_string()))?
+    .map_err(|e| local(e, "read", dest))?;
+    if theirs.size != file.size || theirs.blake3 != ours {
+        return Ok(false);
+    }
+    if let Some(m) = file.modified.as_deref().and_then(parse_time) {
+        let (p, t) = (dest.to_path_buf(), file_time(m));
+        let _ = tokio::task::spawn_blocking(move || filetime::set_file_mtime(&p, t)).await;
+    }
+    Ok(true)
+}
+
 /// Copies one file from the agent into `root`.
 pub async fn copy_file(
     client: &AgentClient,
     file: &PendingFile,
     meter: &Meter,
     limiter: Option<&Limiter>,
-    rerun: bool,
+    mode: Mode,
 ) -> Result<Copied, CopyError> {
     let counted = AtomicU64::new(0);
     meter.active.fetch_add(1, Ordering::Relaxed);
-    let result = copy_inner(client, file, meter, &counted, limiter, rerun).await;
+    let result = copy_inner(client, file, meter, &counted, limiter, mode).await;
     meter.active.fetch_sub(1, Ordering::Relaxed);
     meter
         .inflight
@@ -99,8 +162,9 @@ async fn copy_inner(
     meter: &Meter,
     counted: &AtomicU64,
     limiter: Option<&Limiter>,
-    rerun: bool,
+    mode: Mode,
 ) -> Result<Copied, CopyError> {
+    let rerun = mode.rerun;
     let dest = file.dest.to_path();
     if file.dest.0.ends_with(b"/") {
         if tokio::fs::metadata(&dest).await.is_ok_and(|m| m.is_dir()) {
@@ -121,10 +185,18 @@ async fn copy_inner(
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(|e| local(e, "create folder", &parent))?;
-    if same_file(&dest, file.size, file.modified.as_deref()) {
-        return Ok(Copied::Skipped {
-            reason: "already at the destination (same size and modification time)".into(),
-        });
+    match mode.compare {
+        Compare::SizeMtime if same_file(&dest, file.size, file.modified.as_deref()) => {
+            return Ok(Copied::Skipped {
+                reason: "already at the destination (same size and modification time)".into(),
+            });
+        }
+        Compare::Blake3 if same_content(client, file, &dest).await? => {
+            return Ok(Copied::Skipped {
+                reason: "already at the destination (same BLAKE3)".into(),
+            });
+        }
+        _ => {}
     }
     let existed = tokio::fs::symlink_metadata(&dest).await.is_ok();
     let note = match (rerun, existed) {

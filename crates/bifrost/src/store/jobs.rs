@@ -50,6 +50,9 @@ pub struct Plan {
     /// Re-runs remove files deleted at the source from the destination.
     #[serde(default)]
     pub delete_removed: bool,
+    /// How a file already at the destination is found unchanged.
+    #[serde(default)]
+    pub compare: mover_proto::api::Compare,
 }
 
 /// Per-status counts of a job's files.
