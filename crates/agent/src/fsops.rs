@@ -250,7 +250,9 @@ pub fn stream_file(
     }
     open.file.seek(SeekFrom::Start(start))?;
     let mut left = len;
-    let mut buf = vec![0u8; READ_CHUNK];
+    // Sized to the read: zeroing a 256 KiB buffer for a 20 KiB file was the top cost of
+    // copying many small files.
+    let mut buf = vec![0u8; READ_CHUNK.min(usize::try_from(len).unwrap_or(READ_CHUNK))];
     let began = Instant::now();
     while left > 0 {
         if let Some(rate) = rate {

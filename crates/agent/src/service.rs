@@ -41,6 +41,9 @@ pub struct Shared {
 }
 
 /// Counts one read as in flight until dropped.
+/// Reads up to this size are done in place (see `read`).
+const SMALL_READ: u64 = 4 * fsops::READ_CHUNK as u64;
+
 struct ReadGuard(Arc<std::sync::atomic::AtomicUsize>);
 
 impl ReadGuard {
@@ -294,7 +297,7 @@ fn read(
     let modified = open.modified.and_then(fsops::rfc3339);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     let guard = ReadGuard::new(&shared.reads);
-    tokio::task::spawn_blocking(move || {
+    let stream = move || {
         let _guard = guard;
         let data_tx = tx.clone();
         let result = fsops::stream_file(open, start, end - start, rate, |b| {
@@ -319,7 +322,15 @@ fn read(
             }
         }
         let _ = tx.blocking_send(Ok(Frame::trailers(trailers)));
-    });
+    };
+    // This already runs on a blocking thread. A small read fits the channel whole (at most
+    // four chunks and the trailers), so it is done right here: handing each small file to
+    // another thread cost more than reading it.
+    if end - start <= SMALL_READ {
+        stream();
+    } else {
+        tokio::task::spawn_blocking(stream);
+    }
     let partial = start > 0 || end < size;
     let mut res = Response::new(ChannelBody(rx).boxed());
     *res.status_mut() = if partial {
