@@ -107,7 +107,8 @@ class Bifrost:
                 if res.status >= 400:
                     raise RuntimeError(f"{method} {path}: {res.status} {data[:300]!r}")
                 return json.loads(data) if data else None
-            except (http.client.HTTPException, ConnectionError):
+            except (http.client.HTTPException, OSError):
+                # An idle keep-alive connection closed by Bifrost: reconnect once.
                 self.conn = None
                 if attempt:
                     raise

@@ -16,7 +16,7 @@ function render(v) {
   $('toggle').textContent = v.detail === 'disconnected by user' ? 'Connect to Mover' : 'Disconnect from Mover';
   $('autostart').checked = v.start_on_login;
   if (v.needs_relay && $('relay-form').hidden) showRelayForm();
-  $('served').textContent = v.transferring ? `Transferring — ${v.served} files served so far.` : (v.served ? `${v.served} files served.` : 'No files served yet.');
+  $('served').textContent = v.transferring ? `Transferring — ${v.served} files served so far. ${v.progress.replace(/^Progress: /, '')}` : (v.served ? `${v.served} files served.` : 'No files served yet.');
   const list = $('activity');
   const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
   list.replaceChildren(...v.activity.map((line) => { const li = document.createElement('li'); li.textContent = line; return li; }));

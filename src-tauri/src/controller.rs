@@ -42,6 +42,8 @@ pub struct View {
     pub served: u64,
     /// Serving files right now.
     pub transferring: bool,
+    /// The latest progress line while files are served.
+    pub progress: String,
     /// App version.
     pub version: String,
     /// OS and version.
@@ -177,6 +179,7 @@ pub async fn run(
             Some(event) = async { match feed.as_mut() { Some(f) => Some(f.recv().await), None => None } } => {
                 match event {
                     Ok(Activity::State(_)) => continue,
+                    Ok(progress @ Activity::Progress { .. }) => view.progress = progress.to_string(),
                     Ok(line) => {
                         if matches!(line, Activity::Upload { .. }) {
                             view.served += 1;

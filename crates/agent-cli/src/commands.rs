@@ -213,12 +213,38 @@ pub async fn monitor() -> anyhow::Result<ExitCode> {
     println!("{key}");
     let mut last = None;
     show_state(&status, &mut last);
+    // On a terminal, progress is a live line under the activity; piped, it is plain lines.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let say = |line: String| match &bar {
+        Some(bar) => bar.println(line),
+        None => println!("{line}"),
+    };
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             next = client.next() => match next.context("cannot read from the agent")? {
-                Some(Reply::Activity { activity: Activity::State(status) }) => show_state(&status, &mut last),
-                Some(Reply::Activity { activity }) => println!("{activity}"),
+                Some(Reply::Activity { activity: Activity::State(status) }) => {
+                    if let Some(bar) = &bar {
+                        bar.suspend(|| show_state(&status, &mut last));
+                    } else {
+                        show_state(&status, &mut last);
+                    }
+                }
+                Some(Reply::Activity { activity: progress @ Activity::Progress { .. } }) => match &bar {
+                    Some(bar) => {
+                        bar.set_message(progress.to_string());
+                        bar.tick();
+                    }
+                    None => println!("{progress}"),
+                },
+                Some(Reply::Activity { activity }) => say(activity.to_string()),
                 Some(_) => {}
                 None => {
                     println!("Mover Agent stopped");

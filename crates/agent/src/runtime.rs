@@ -52,6 +52,8 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     stopped: watch::Sender<bool>,
     reads: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes of file content sent to Bifrost since start.
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A handle to a running agent; cheap to clone.
@@ -112,8 +114,10 @@ impl Agent {
             commands,
             stopped: watch::Sender::new(false),
             reads: Arc::default(),
+            sent: Arc::default(),
         });
         tokio::spawn(supervise(inner.clone(), rx));
+        tokio::spawn(report_progress(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 
@@ -217,6 +221,33 @@ impl Backoff {
     }
 }
 
+/// How often progress is reported while files are served.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Reports progress on the activity feed while files are being served, until the agent is gone.
+async fn report_progress(inner: std::sync::Weak<Inner>) {
+    use std::sync::atomic::Ordering;
+    let mut last = 0u64;
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let sent = inner.sent.load(Ordering::Relaxed);
+        let reading = inner.reads.load(Ordering::SeqCst);
+        if sent != last || reading > 0 {
+            let rate = (sent - last) as f64 / PROGRESS_EVERY.as_secs_f64();
+            let _ = inner.activity.send(Activity::Progress {
+                reading,
+                sent,
+                rate: rate as u64,
+            });
+        }
+        last = sent;
+    }
+}
+
 enum Outcome {
     Continue,
     UserDisconnect,
@@ -233,6 +264,7 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
         os: os.clone(),
         host: host.clone(),
         reads: inner.reads.clone(),
+        sent: inner.sent.clone(),
     });
     let set = |online: bool, detail: Detail| {
         let config = inner.config.borrow().clone();

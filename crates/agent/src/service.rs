@@ -38,12 +38,14 @@ pub struct Shared {
     pub host: String,
     /// Reads being served right now (no self-update while this is above zero).
     pub reads: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes of file content sent since start.
+    pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Counts one read as in flight until dropped.
 /// Reads up to this size are done in place (see `read`).
 const SMALL_READ: u64 = 4 * fsops::READ_CHUNK as u64;
 
+/// Counts one read as in flight until dropped.
 struct ReadGuard(Arc<std::sync::atomic::AtomicUsize>);
 
 impl ReadGuard {
@@ -297,11 +299,17 @@ fn read(
     let modified = open.modified.and_then(fsops::rfc3339);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     let guard = ReadGuard::new(&shared.reads);
+    let sent = shared.sent.clone();
     let stream = move || {
         let _guard = guard;
         let data_tx = tx.clone();
         let result = fsops::stream_file(open, start, end - start, rate, |b| {
-            data_tx.blocking_send(Ok(Frame::data(b))).is_ok()
+            let n = b.len() as u64;
+            let ok = data_tx.blocking_send(Ok(Frame::data(b))).is_ok();
+            if ok {
+                sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            ok
         });
         let mut trailers = HeaderMap::new();
         match result {

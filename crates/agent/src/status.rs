@@ -111,6 +111,31 @@ pub enum Activity {
     },
     /// The status changed.
     State(Status),
+    /// Files are being served: every few seconds while it lasts.
+    Progress {
+        /// Files being read now.
+        reading: usize,
+        /// Bytes sent since the agent started.
+        sent: u64,
+        /// Bytes per second over the last interval.
+        rate: u64,
+    },
+}
+
+/// Bytes in decimal units, as transfer tools show them.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 impl std::fmt::Display for Activity {
@@ -119,6 +144,17 @@ impl std::fmt::Display for Activity {
             Activity::Browse { path } => write!(f, "Browse: {path}"),
             Activity::Upload { path } => write!(f, "Upload: {path}"),
             Activity::State(s) => write!(f, "Mover Agent Status: {} ({})", s.word(), s.detail),
+            Activity::Progress {
+                reading,
+                sent,
+                rate,
+            } => write!(
+                f,
+                "Progress: reading {reading} file{}, {} sent, {}/s",
+                if *reading == 1 { "" } else { "s" },
+                human(*sent),
+                human(*rate)
+            ),
         }
     }
 }

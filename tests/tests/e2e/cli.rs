@@ -175,6 +175,22 @@ fn start_status_disconnect_connect_monitor_stop() {
     mon.wait_line("an Upload: line", |l| {
         l == format!("Upload: {}", docs.join("file.txt").display())
     });
+    // A longer read (24 MiB at 8 MB/s) shows progress lines while it lasts (plain lines when
+    // piped, as here).
+    let big = share.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join("big.bin"), crate::support::noise(24 << 20, 3)).unwrap();
+    let (status, slow) = bifrost.api(
+        "POST",
+        "/api/v1/jobs",
+        Some(serde_json::json!({"connector": connector, "sources": [big], "destination": {"kind": "folder", "path": dir.path().join("dest")}, "bandwidth_limit": 8_000_000})),
+    );
+    assert_eq!(status, 201, "{slow}");
+    bifrost.wait_job(slow["id"].as_str().unwrap(), Duration::from_secs(30));
+    let progress = mon.wait_line("a Progress: line", |l| {
+        l.starts_with("Progress: reading 1 file, ")
+    });
+    assert!(progress.ends_with(" MB/s"), "{progress}");
 
     let out = agent.cli(&["disconnect"]);
     assert_eq!(
