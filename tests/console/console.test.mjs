@@ -128,9 +128,12 @@ test('a transfer through the wizard reaches 100 %, with its report and CSV', asy
   await page.getByRole('button', { name: 'Next' }).click();
   await wizardTo('Options');
   await page.getByLabel('Leave out').fill('*.tmp');
+  await page.getByLabel('Bandwidth limit (MB/s)').fill('50');
+  await page.getByLabel(/compare files by content/).check();
   await page.getByRole('button', { name: 'Next' }).click();
   await wizardTo('Review');
   await page.locator('#review', { hasText: '4 files' }).waitFor();
+  await page.locator('dd', { hasText: '50.0 MB/s' }).waitFor();
   await page.screenshot({ path: join(screenshots, 'wizard-review.png') });
   await page.getByRole('button', { name: 'Start transfer' }).click();
   await page.locator('.badge.completed').first().waitFor({ timeout: 30000 });
@@ -144,6 +147,10 @@ test('a transfer through the wizard reaches 100 %, with its report and CSV', asy
   assert.equal(readFileSync(join(dest, 'Finance/2026/Q1/report.txt'), 'utf8'), 'first quarter');
   assert.equal(readFileSync(join(dest, 'Finance/readme.txt'), 'utf8'), 'finance readme');
   assert.ok(!existsSync(join(dest, 'Finance/scratch.tmp')), 'the excluded file stayed behind');
+  const { body: jobs } = await api(bifrost, 'GET', '/jobs');
+  assert.equal(jobs[0].bandwidth_limit, 50000000);
+  assert.equal(jobs[0].compare, 'blake3');
+  assert.equal(jobs[0].delete_removed, false);
   noErrors();
 });
 

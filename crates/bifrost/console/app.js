@@ -470,6 +470,7 @@ function newWizard() {
   return {
     step: 1, connector: null, selection: new Set(), destination: '', mode: 'standard', mappings: [],
     concurrency: 8, include: '', exclude: '', skipHidden: false, modifiedAfter: '',
+    limitMBps: '', compareContent: false, deleteRemoved: false,
   };
 }
 
@@ -480,7 +481,11 @@ function jobBody(w) {
     destination: { kind: 'folder', path: w.destination.trim() },
     concurrency: Number(w.concurrency) || 8,
     filters: { include: lines(w.include), exclude: lines(w.exclude), skip_hidden: w.skipHidden, modified_after: w.modifiedAfter || null },
+    compare: w.compareContent ? 'blake3' : 'size_mtime',
+    delete_removed: w.deleteRemoved,
   };
+  const limit = Number(w.limitMBps);
+  if (limit > 0) body.bandwidth_limit = Math.round(limit * 1e6);
   if (w.mode === 'home') body.mappings = w.mappings.map((m) => ({ source: m.source, destination: m.destination.trim() }));
   else body.sources = [...w.selection];
   return body;
@@ -651,7 +656,10 @@ function wizardView(main) {
         field('include', 'Only files matching', h('textarea', { id: 'include', rows: 2, value: w.include, oninput: (ev) => { w.include = ev.target.value; } }), 'Glob patterns, one per line (for example *.docx). Empty: every file.'),
         field('exclude', 'Leave out', h('textarea', { id: 'exclude', rows: 2, value: w.exclude, oninput: (ev) => { w.exclude = ev.target.value; } }), 'Glob patterns of files and folders, one per line (for example *.tmp or **/Cache/**).'),
         h('div', { class: 'field' }, h('label', {}, h('input', { type: 'checkbox', id: 'skip-hidden', checked: w.skipHidden, onchange: (ev) => { w.skipHidden = ev.target.checked; } }), ' Skip hidden files and folders (names starting with a dot)')),
-        field('modified-after', 'Only files modified on or after', h('input', { type: 'date', id: 'modified-after', value: w.modifiedAfter, oninput: (ev) => { w.modifiedAfter = ev.target.value; } })));
+        field('modified-after', 'Only files modified on or after', h('input', { type: 'date', id: 'modified-after', value: w.modifiedAfter, oninput: (ev) => { w.modifiedAfter = ev.target.value; } })),
+        field('bandwidth-limit', 'Bandwidth limit (MB/s)', h('input', { type: 'number', id: 'bandwidth-limit', min: 0.1, step: 'any', value: w.limitMBps, oninput: (ev) => { w.limitMBps = ev.target.value; } }), 'Empty: as fast as the link allows. The agent paces itself, so the office uplink stays usable.'),
+        h('div', { class: 'field' }, h('label', {}, h('input', { type: 'checkbox', id: 'compare-content', checked: w.compareContent, onchange: (ev) => { w.compareContent = ev.target.checked; } }), ' On re-runs, compare files by content (BLAKE3) instead of size and time')),
+        h('div', { class: 'field' }, h('label', {}, h('input', { type: 'checkbox', id: 'delete-removed', checked: w.deleteRemoved, onchange: (ev) => { w.deleteRemoved = ev.target.checked; } }), ' On re-runs, remove files deleted at the source from the destination')));
     } else {
       const summary = h('div', { id: 'review', role: 'status' }, h('p', { class: 'muted' }, 'Counting what will be copied…'));
       const b = jobBody(w);
@@ -660,7 +668,8 @@ function wizardView(main) {
           h('dt', {}, 'From'), h('dd', {}, connectorName(w.connector)),
           h('dt', {}, w.mode === 'home' ? 'User folders' : 'Selected'), h('dd', {}, w.mode === 'home' ? `${w.mappings.length} folders, each to its own destination` : [...w.selection].join(', ')),
           h('dt', {}, 'To'), h('dd', {}, w.mode === 'home' ? 'the destinations in the mapping table' : w.destination),
-          h('dt', {}, 'Files at once'), h('dd', {}, String(b.concurrency))),
+          h('dt', {}, 'Files at once'), h('dd', {}, String(b.concurrency)),
+          b.bandwidth_limit ? [h('dt', {}, 'Bandwidth limit'), h('dd', {}, `${bytes(b.bandwidth_limit)}/s`)] : null),
         summary);
       next.disabled = true;
       api('POST', '/jobs/preview', b).then((p) => {
