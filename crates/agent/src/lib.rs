@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control;
+pub mod delta;
 pub mod fsops;
 pub mod home;
 pub mod key;

@@ -265,6 +265,7 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
         host: host.clone(),
         reads: inner.reads.clone(),
         sent: inner.sent.clone(),
+        delta: Default::default(),
     });
     let set = |online: bool, detail: Detail| {
         let config = inner.config.borrow().clone();

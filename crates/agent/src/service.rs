@@ -40,6 +40,8 @@ pub struct Shared {
     pub reads: Arc<std::sync::atomic::AtomicUsize>,
     /// Bytes of file content sent since start.
     pub sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Folders watched for live delta.
+    pub delta: crate::delta::Delta,
 }
 
 /// Reads up to this size are done in place (see `read`).
@@ -92,6 +94,16 @@ pub async fn handle(
     let res = match (req.method(), path.as_str()) {
         (&Method::GET, route::INFO) => json(StatusCode::OK, &tunnel.shared.info()),
         (&Method::POST, route::SESSION) => session(&tunnel, req).await,
+        (&Method::POST, route::WATCH) => {
+            if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
+                error(
+                    StatusCode::FORBIDDEN,
+                    "this connector is not authorized at Bifrost",
+                )
+            } else {
+                watch(&tunnel, req).await
+            }
+        }
         (&Method::GET, route::EVENTS) => events(&tunnel),
         (&Method::GET, route::BROWSE | route::STAT | route::READ | route::HASH) => {
             if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
@@ -132,11 +144,36 @@ async fn session(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Respon
     }
 }
 
+async fn watch(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+    };
+    let request = match serde_json::from_slice::<mover_proto::Watch>(&body) {
+        Ok(w) => w,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed watch request: {e}"),
+            )
+        }
+    };
+    let shares = tunnel.shared.shares.borrow().clone();
+    match tunnel.shared.delta.watch(&shares, request.roots) {
+        Ok(n) => json(StatusCode::OK, &serde_json::json!({ "watching": n })),
+        Err(e) => error(StatusCode::FORBIDDEN, &e),
+    }
+}
+
 fn events(tunnel: &Tunnel) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     let shared = tunnel.shared.clone();
     tokio::spawn(async move {
         let mut shares = shared.shares.clone();
+        let mut changes = shared.delta.changes.subscribe();
         let mut beat = tokio::time::interval(Duration::from_secs(15));
         let mut event = AgentEvent::Hello(shared.info());
         loop {
@@ -151,6 +188,11 @@ fn events(tunnel: &Tunnel) -> Response<Body> {
                     if changed.is_err() { return; }
                     event = AgentEvent::Hello(shared.info());
                 }
+                roots = changes.recv() => match roots {
+                    Ok(roots) => event = AgentEvent::Changed { roots },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => event = AgentEvent::Heartbeat,
+                    Err(_) => return,
+                },
                 _ = tx.closed() => return,
             }
         }

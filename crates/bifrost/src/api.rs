@@ -2,7 +2,7 @@
 
 mod connectors;
 mod events;
-mod jobs;
+pub(crate) mod jobs;
 mod session;
 
 use std::sync::Arc;
@@ -33,6 +33,11 @@ impl ApiError {
             status,
             message: message.into(),
         }
+    }
+
+    /// What went wrong, as the API says it.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// 400.
@@ -163,6 +168,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}/files", get(jobs::files))
         .route("/jobs/{id}/files.csv", get(jobs::files_csv))
         .route("/jobs/{id}/rerun", post(jobs::rerun))
+        .route("/jobs/{id}/sync", post(jobs::sync))
         .route("/jobs/{id}/pause", post(jobs::pause))
         .route("/jobs/{id}/resume", post(jobs::resume))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

@@ -205,6 +205,7 @@ async fn follow_events(app: Arc<App>, client: AgentClient, hash: String, conn_id
     };
     let mut body = res.into_body().into_data_stream();
     let mut buf: Vec<u8> = Vec::new();
+    let mut armed = false;
     while let Some(Ok(chunk)) = body.next().await {
         buf.extend_from_slice(&chunk);
         if buf.len() > 1024 * 1024 {
@@ -219,11 +220,27 @@ async fn follow_events(app: Arc<App>, client: AgentClient, hash: String, conn_id
                     if let Some(id) = app.registry.by_key(&hash).and_then(|l| l.connector) {
                         let _ = app
                             .store
-                            .touch_connector(id, info.version, info.os, info.host, info.roots)
+                            .touch_connector(
+                                id.clone(),
+                                info.version,
+                                info.os,
+                                info.host,
+                                info.roots,
+                            )
                             .await;
+                        // A (re)connected agent watches the kept-in-sync sources again.
+                        if !armed {
+                            armed = true;
+                            crate::engine::arm_sync(&app, &id).await;
+                        }
                     }
                 }
                 Ok(AgentEvent::Heartbeat) => {}
+                Ok(AgentEvent::Changed { roots }) => {
+                    if let Some(id) = app.registry.by_key(&hash).and_then(|l| l.connector) {
+                        crate::engine::on_changed(&app, &id, roots).await;
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "malformed agent event"),
             }
         }

@@ -124,6 +124,18 @@ pub struct CreateJob {
     /// How a file already at the destination is found unchanged.
     #[serde(default)]
     pub compare: Compare,
+    /// Keep in sync until cut-over: once finished, the agent watches the sources and each
+    /// change starts the next incremental pass (a re-run, which keeps this on).
+    #[serde(default)]
+    pub keep_in_sync: bool,
+}
+
+/// `POST /api/v1/jobs/{id}/sync` body: turn keep-in-sync on or off (off at cut-over).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// On or off.
+    pub keep_in_sync: bool,
 }
 
 /// How a file already at the destination is found unchanged.
@@ -285,6 +297,9 @@ pub struct Job {
     /// How a file already at the destination is found unchanged.
     #[serde(default)]
     pub compare: Compare,
+    /// Changes at the source start the next incremental pass.
+    #[serde(default)]
+    pub keep_in_sync: bool,
     /// The job this one re-runs, if any.
     pub rerun_of: Option<String>,
     /// Creation time (RFC 3339).

@@ -54,6 +54,8 @@ pub mod route {
     pub const EVENTS: &str = "/v1/events";
     /// `GET ?path=P`: [`FileHash`] of the whole file, read at the agent (nothing is sent).
     pub const HASH: &str = "/v1/hash";
+    /// `POST` [`Watch`]: report changes under these folders as [`AgentEvent::Changed`].
+    pub const WATCH: &str = "/v1/watch";
 }
 
 /// A file's content hash, for comparing by content instead of size and time.
@@ -159,6 +161,18 @@ pub enum AgentEvent {
     Hello(AgentInfo),
     /// Sent periodically so an idle stream proves the agent is alive.
     Heartbeat,
+    /// Content changed under these watched roots (see [`route::WATCH`]).
+    Changed {
+        /// The roots, as Bifrost named them.
+        roots: Vec<String>,
+    },
+}
+
+/// `POST` body of [`route::WATCH`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Watch {
+    /// Folders to watch from now on (empty: stop watching).
+    pub roots: Vec<String>,
 }
 
 pub mod api;

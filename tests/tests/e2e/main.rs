@@ -15,3 +15,4 @@ mod metrics;
 mod resume;
 mod security;
 mod support;
+mod sync;

@@ -50,6 +50,7 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, ApiError> {
         bandwidth_limit: row.plan.bandwidth_limit,
         delete_removed: row.plan.delete_removed,
         compare: row.plan.compare,
+        keep_in_sync: row.plan.keep_in_sync,
         rerun_of: row.rerun_of,
         created: row.created,
         updated: row.updated,
@@ -162,6 +163,7 @@ pub async fn create(
         bandwidth_limit: req.bandwidth_limit,
         delete_removed: req.delete_removed,
         compare: req.compare,
+        keep_in_sync: req.keep_in_sync,
     };
     let id = insert(
         &app,
@@ -320,28 +322,47 @@ pub async fn rerun(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Reply<Job>), ApiError> {
-    let old = row(&app, &id).await?;
+    let new = start_rerun(&app, &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Reply(view(&app, row(&app, &new).await?).await?),
+    ))
+}
+
+/// Starts a re-run of finished job `id`; returns the new job's id.
+pub(crate) async fn start_rerun(app: &Arc<App>, id: &str) -> Result<String, ApiError> {
+    let old = row(app, id).await?;
     if !old.state.is_finished() {
         return Err(ApiError::conflict(format!(
             "job {id} is still {}; re-run it once it has finished",
             old.state.as_str()
         )));
     }
-    online_client(&app, &old.connector).await?;
-    let new = insert(
-        &app,
+    online_client(app, &old.connector).await?;
+    insert(
+        app,
         old.connector,
         old.sources,
         old.destination,
         old.plan,
         old.concurrency,
-        Some(id),
+        Some(id.to_owned()),
     )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Reply(view(&app, row(&app, &new).await?).await?),
-    ))
+    .await
+}
+
+/// `POST /jobs/{id}/sync {"keep_in_sync"}`: keep a job in sync until cut-over, or stop.
+pub async fn sync(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Json(req): Json<mover_proto::api::SyncRequest>,
+) -> Result<Reply<Job>, ApiError> {
+    let mut r = row(&app, &id).await?;
+    r.plan.keep_in_sync = req.keep_in_sync;
+    app.store.set_plan(id.clone(), r.plan.clone()).await?;
+    tracing::info!(job = %id, keep_in_sync = req.keep_in_sync, "keep in sync changed");
+    engine::arm_sync(&app, &r.connector).await;
+    Ok(Reply(view(&app, row(&app, &id).await?).await?))
 }
 
 /// `POST /jobs/{id}/pause`.

@@ -53,6 +53,9 @@ pub struct Plan {
     /// How a file already at the destination is found unchanged.
     #[serde(default)]
     pub compare: mover_proto::api::Compare,
+    /// Changes at the source start the next incremental pass.
+    #[serde(default)]
+    pub keep_in_sync: bool,
 }
 
 /// Per-status counts of a job's files.
@@ -213,6 +216,19 @@ impl Store {
             c.execute(
                 "UPDATE jobs SET scanned = 1, updated = ?2 WHERE id = ?1",
                 params![id, now()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Replaces a job's plan.
+    pub async fn set_plan(&self, id: String, plan: Plan) -> Result<(), StoreError> {
+        let plan = serde_json::to_string(&plan).unwrap_or_default();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE jobs SET plan = ?2, updated = ?3 WHERE id = ?1",
+                params![id, plan, now()],
             )
             .map(drop)
         })
