@@ -221,6 +221,42 @@ impl Backoff {
     }
 }
 
+/// How long a stopping agent lets the reads in flight finish.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Stopping with the tunnel up: refuses new reads and lets those in flight finish (at most
+/// [`DRAIN`]), so a stop (SIGTERM, service stop, `agent stop`) costs Bifrost no half-sent file;
+/// whatever is still in flight at the deadline is resumed by Bifrost later.
+async fn drain<F: std::future::Future>(shared: &Shared, serving: &mut std::pin::Pin<&mut F>) {
+    use std::sync::atomic::Ordering;
+    shared.draining.store(true, Ordering::SeqCst);
+    let reads = shared.reads.load(Ordering::SeqCst);
+    if reads == 0 {
+        return;
+    }
+    tracing::info!(
+        reads,
+        "stopping: letting the reads in flight finish (at most 30 s)"
+    );
+    let deadline = Instant::now() + DRAIN;
+    while shared.reads.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::select! {
+            _ = serving.as_mut() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    // The last frames are queued, not yet on the wire: give the connection a moment to send them.
+    tokio::select! {
+        _ = serving.as_mut() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+    let left = shared.reads.load(Ordering::SeqCst);
+    tracing::info!(
+        left,
+        "stopping: reads finished or left for Bifrost to resume"
+    );
+}
+
 /// How often progress is reported while files are served.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -266,6 +302,7 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
         reads: inner.reads.clone(),
         sent: inner.sent.clone(),
         delta: Default::default(),
+        draining: Default::default(),
     });
     let set = |online: bool, detail: Detail| {
         let config = inner.config.borrow().clone();
@@ -379,6 +416,9 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
                         }
                         cmd = commands.recv() => {
                             outcome = handle_idle(cmd);
+                            if matches!(outcome, Outcome::Stop) {
+                                drain(&shared, &mut serving).await;
+                            }
                             if !matches!(outcome, Outcome::Continue) { break None; }
                         }
                         Ok(()) = config_rx.changed() => {

@@ -42,6 +42,8 @@ pub struct Shared {
     pub sent: Arc<std::sync::atomic::AtomicU64>,
     /// Folders watched for live delta.
     pub delta: crate::delta::Delta,
+    /// The agent is stopping: new reads are refused while those in flight finish.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Reads up to this size are done in place (see `read`).
@@ -111,6 +113,13 @@ pub async fn handle(
                     StatusCode::FORBIDDEN,
                     "this connector is not authorized at Bifrost",
                 )
+            } else if path == route::READ
+                && tunnel
+                    .shared
+                    .draining
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping")
             } else {
                 let range = req.headers().get(http::header::RANGE).cloned();
                 files(&tunnel.shared, &path, &query, range).await

@@ -212,6 +212,8 @@ async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<(), StoreEr
                 return Ok(());
             }
             Pass::Retry => {
+                // A moment first: the agent may still be online but stopping or busy.
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 app.registry.wait_online(&job.connector).await;
             }
         }

@@ -185,3 +185,47 @@ fn a_dead_link_is_noticed_within_30_seconds() {
         frozen_at.elapsed()
     );
 }
+
+#[test]
+fn sigterm_lets_the_file_in_flight_finish() {
+    let mut w = World::new();
+    let src = w.share.join("term");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = noise(16 << 20, 77);
+    std::fs::write(src.join("doc.bin"), &data).unwrap();
+    let dest = w.dir.path().join("dest");
+    let (status, job) = w.bifrost.api(
+        "POST",
+        "/api/v1/jobs",
+        Some(serde_json::json!({"connector": w.connector, "sources": [src], "destination": {"kind": "folder", "path": dest}, "bandwidth_limit": 8_000_000})),
+    );
+    assert_eq!(status, 201, "{job}");
+    let job = job["id"].as_str().unwrap().to_owned();
+    let partial = dest.join("term/.doc.bin.mover-part");
+    wait_for(Duration::from_secs(30), "a quarter of the file", || {
+        (std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) >= 4 << 20).then_some(())
+    });
+    let asked = std::time::Instant::now();
+    w.agent.terminate();
+    assert!(w.agent.wait_exit_within(Duration::from_secs(40)).success());
+    let took = asked.elapsed();
+    // The read in flight was let finish (about 1.5 s more at 8 MB/s), not cut.
+    let done = w.bifrost.wait_job(&job, Duration::from_secs(10));
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(std::fs::read(dest.join("term/doc.bin")).unwrap(), data);
+    assert_eq!(
+        w.bifrost.files(&job)[0]["blake3"],
+        blake3::hash(&data).to_hex().as_str()
+    );
+    assert!(took < Duration::from_secs(35), "{took:?}");
+    let logs = w.agent.logs();
+    assert!(
+        logs.contains("letting the reads in flight finish"),
+        "{logs}"
+    );
+    let reads = logs
+        .lines()
+        .filter(|l| l.contains("doc.bin") && l.contains(" read"))
+        .count();
+    assert_eq!(reads, 1, "the file was read once, not resumed: {logs}");
+}

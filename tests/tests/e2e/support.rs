@@ -502,12 +502,25 @@ impl Agent {
         }
     }
 
+    /// Sends SIGTERM, as a service manager stops a service.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("agent running").id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.wait_exit_within(Duration::from_secs(15))
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit_within(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("agent running");
-        wait_for(Duration::from_secs(15), "the agent to exit", || {
-            c.try_wait().unwrap()
-        })
+        wait_for(timeout, "the agent to exit", || c.try_wait().unwrap())
     }
 
     /// Notes a key this agent held, so the log check covers it.

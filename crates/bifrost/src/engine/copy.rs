@@ -233,6 +233,13 @@ async fn copy_inner(
             ))
         }
         Err(AgentError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        }) => {
+            // The agent is stopping: this file waits for it, without counting an attempt.
+            return Err(CopyError::Interrupted(message));
+        }
+        Err(AgentError::Status {
             status: StatusCode::RANGE_NOT_SATISFIABLE,
             ..
         }) => {
