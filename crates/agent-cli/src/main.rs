@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod service;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     Monitor,
     /// Start the agent in the foreground and show its connector key.
     Start(commands::StartArgs),
+    /// Install, remove or check the agent as an always-on service.
+    Service(service::ServiceArgs),
     /// Show the agent's key and whether it is online.
     Status,
     /// Stop the running agent.
@@ -46,6 +49,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "monitor",
         "Show the agent's key, connection and live Browse/Upload activity",
+    ),
+    (
+        "service",
+        "Install, remove or check the agent as an always-on service",
     ),
     ("start", "Start the agent and show its connector key"),
     ("status", "Show the agent's key and whether it is online"),
@@ -113,6 +120,7 @@ fn main() -> ExitCode {
             Command::Connect => commands::connect(true).await,
             Command::Disconnect => commands::connect(false).await,
             Command::Monitor => commands::monitor().await,
+            Command::Service(args) => service::run(args),
         }
     });
     match result {

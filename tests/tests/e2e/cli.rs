@@ -40,6 +40,7 @@ fn help_and_version() {
                 "connect",
                 "disconnect",
                 "monitor",
+                "service",
                 "start",
                 "status",
                 "stop"
@@ -327,4 +328,78 @@ fn editing_the_config_file_moves_the_agent_to_a_new_bifrost() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(agent.status().contains("Mover Agent Status: online"));
     assert!(agent.logs().contains("invalid"), "the refusal is logged");
+}
+
+#[test]
+fn service_install_writes_a_unit_systemd_accepts_and_uninstall_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root_s = root.to_str().unwrap();
+    let out = cli(
+        dir.path(),
+        &[
+            "service",
+            "install",
+            "--system",
+            "--root",
+            root_s,
+            "--relay",
+            "https://bifrost.example:8443",
+            "--relay-fingerprint",
+            &"ab".repeat(32),
+            "--share",
+            "/srv/shares",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let unit = root.join("etc/systemd/system/mover-agent.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let agent = crate::support::bin("agent");
+    assert!(
+        text.contains(&format!("ExecStart={} start", agent.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("AmbientCapabilities=CAP_DAC_READ_SEARCH"),
+        "{text}"
+    );
+    // The service's own config holds the settings.
+    let config = std::fs::read_to_string(root.join("var/lib/mover-agent/config.toml")).unwrap();
+    assert!(
+        config.contains("https://bifrost.example:8443") && config.contains("/srv/shares"),
+        "{config}"
+    );
+
+    // systemd itself finds nothing wrong with it (no running systemd needed).
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["verify"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (Debian package systemd)");
+    assert!(verify.status.success(), "{verify:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&verify.stderr).trim(),
+        "",
+        "systemd-analyze warned"
+    );
+
+    let status = cli(dir.path(), &["service", "status", "--root", root_s]);
+    assert!(status.status.success());
+    assert!(
+        lines(&status)[0].starts_with("Mover Agent service installed: "),
+        "{status:?}"
+    );
+
+    let out = cli(
+        dir.path(),
+        &["service", "uninstall", "--system", "--root", root_s],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!unit.exists());
+    assert!(
+        root.join("var/lib/mover-agent/config.toml").exists(),
+        "the home is kept"
+    );
+    let status = cli(dir.path(), &["service", "status", "--root", root_s]);
+    assert_eq!(status.status.code(), Some(1));
 }
