@@ -117,10 +117,14 @@ async fn open(request: Request, verb: Option<&str>) -> anyhow::Result<Option<Cli
     println!("Connecting to Mover Agent");
     let mut client = match Client::connect(&home()?.control_endpoint()).await {
         Ok(c) => c,
-        Err(ControlError::NotRunning) => {
-            println!("Mover Agent is not running");
-            return Ok(None);
-        }
+        // None in this user's home: the system service, for its administrators.
+        Err(ControlError::NotRunning) => match system_client().await? {
+            Some(c) => c,
+            None => {
+                println!("Mover Agent is not running");
+                return Ok(None);
+            }
+        },
         Err(e) => return Err(e.into()),
     };
     if let Some(verb) = verb {
@@ -131,6 +135,24 @@ async fn open(request: Request, verb: Option<&str>) -> anyhow::Result<Option<Cli
         .await
         .context("cannot talk to the agent")?;
     Ok(Some(client))
+}
+
+/// The system service's control channel, when it runs and this user may use it.
+async fn system_client() -> anyhow::Result<Option<Client>> {
+    if !cfg!(unix) {
+        return Ok(None);
+    }
+    let endpoint = mover_agent::home::system_control();
+    match Client::connect(&endpoint).await {
+        Ok(c) => Ok(Some(c)),
+        Err(ControlError::NotRunning) => Ok(None),
+        Err(ControlError::Io(_, e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            anyhow::bail!(
+                "the Mover Agent service runs, but only root and members of the group `mover-agent` may control it ({endpoint})"
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn reply(client: &mut Client) -> anyhow::Result<Reply> {

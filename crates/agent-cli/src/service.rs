@@ -101,9 +101,12 @@ Type=simple
 User={USER}
 Group={USER}
 Environment=MOVER_AGENT_HOME={home}
+Environment=MOVER_AGENT_CONTROL=/run/mover-agent/agent.sock
 ExecStart={exe} start
 StateDirectory=mover-agent
 StateDirectoryMode=0700
+RuntimeDirectory=mover-agent
+RuntimeDirectoryMode=0750
 AmbientCapabilities=CAP_DAC_READ_SEARCH
 CapabilityBoundingSet=CAP_DAC_READ_SEARCH
 NoNewPrivileges=yes

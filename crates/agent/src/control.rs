@@ -244,7 +244,11 @@ mod os {
             }
         }
         let listener = tokio::net::UnixListener::bind(&endpoint).map_err(io)?;
-        std::fs::set_permissions(&endpoint, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        // In the home only this user may use it; a socket placed elsewhere (the system
+        // service's, in /run/mover-agent) is for the service's group, its administrators.
+        let in_home = std::path::Path::new(&endpoint).starts_with(agent.home().dir());
+        let mode = if in_home { 0o600 } else { 0o660 };
+        std::fs::set_permissions(&endpoint, std::fs::Permissions::from_mode(mode)).map_err(io)?;
         let path = endpoint.clone();
         Ok(tokio::spawn(async move {
             loop {

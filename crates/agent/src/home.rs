@@ -12,6 +12,18 @@ pub struct AgentHome {
     logs: PathBuf,
 }
 
+/// Names the control socket's path when it is not the home's (the system service sets it).
+pub const CONTROL_ENV: &str = "MOVER_AGENT_CONTROL";
+
+/// Where the system service's control socket is, for the CLI to find when no agent runs in the
+/// caller's own home (`MOVER_AGENT_SYSTEM_CONTROL` moves it, for tests).
+pub fn system_control() -> String {
+    std::env::var("MOVER_AGENT_SYSTEM_CONTROL")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/run/mover-agent/agent.sock".to_owned())
+}
+
 impl AgentHome {
     /// Resolves the home from `MOVER_AGENT_HOME`, or the platform's usual folders.
     pub fn from_env() -> std::io::Result<Self> {
@@ -75,7 +87,11 @@ impl AgentHome {
     pub fn control_endpoint(&self) -> String {
         #[cfg(unix)]
         {
-            self.dir.join("agent.sock").to_string_lossy().into_owned()
+            // The system service puts its socket in /run/mover-agent (see `SYSTEM_CONTROL`).
+            match std::env::var(CONTROL_ENV) {
+                Ok(path) if !path.is_empty() => path,
+                _ => self.dir.join("agent.sock").to_string_lossy().into_owned(),
+            }
         }
         #[cfg(windows)]
         {

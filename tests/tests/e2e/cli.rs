@@ -403,3 +403,57 @@ fn service_install_writes_a_unit_systemd_accepts_and_uninstall_removes_it() {
     let status = cli(dir.path(), &["service", "status", "--root", root_s]);
     assert_eq!(status.status.code(), Some(1));
 }
+
+#[test]
+fn the_cli_reaches_the_system_service_for_its_administrators_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ca = TestCa::new(dir.path());
+    let bifrost = Bifrost::start(dir.path(), &ca);
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = run.join("agent.sock");
+    let socket_s = socket.to_str().unwrap().to_owned();
+    // As the unit starts it: the control socket outside the home.
+    let agent = Agent::start_env(
+        &dir.path().join("service-home"),
+        &[
+            "--relay",
+            &bifrost.url,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+        ],
+        &[("MOVER_AGENT_CONTROL", &socket_s)],
+    );
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "the service's socket is for its group");
+    assert!(!dir.path().join("service-home/agent.sock").exists());
+
+    // An administrator with no agent of their own reaches the service.
+    let admin_home = dir.path().join("admin-home");
+    let out = std::process::Command::new(crate::support::bin("agent"))
+        .arg("status")
+        .env("MOVER_AGENT_HOME", &admin_home)
+        .env("MOVER_AGENT_SYSTEM_CONTROL", &socket_s)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(lines(&out).contains(&agent.key()), "{out:?}");
+
+    // Anybody else is told why not.
+    let agent_bin = dir.path().join("agent-cli");
+    std::fs::copy(crate::support::bin("agent"), &agent_bin).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&agent_bin)
+        .arg("status")
+        .env("MOVER_AGENT_HOME", dir.path().join("nobody-home"))
+        .env("MOVER_AGENT_SYSTEM_CONTROL", &socket_s)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("members of the group `mover-agent`"), "{err}");
+}
