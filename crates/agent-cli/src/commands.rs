@@ -7,9 +7,10 @@ use anyhow::Context;
 use mover_agent::control::{Client, ControlError, Reply, Request};
 use mover_agent::{Activity, Agent, AgentHome, Config, Detail, Status};
 
-/// Options of `agent start`.
+/// Where Bifrost is and what it may browse: options of `agent start` and `agent service install`,
+/// saved to the agent's config file.
 #[derive(clap::Args)]
-pub struct StartArgs {
+pub struct SettingsArgs {
     /// Bifrost's https:// address (saved for later starts)
     #[arg(long, value_name = "URL")]
     relay: Option<String>,
@@ -22,6 +23,41 @@ pub struct StartArgs {
     /// A folder Bifrost may browse (repeatable); without it, what this user can read
     #[arg(long = "share", value_name = "PATH")]
     shares: Vec<PathBuf>,
+}
+
+impl SettingsArgs {
+    /// Loads the config at `path`, applies the options given, checks and saves it.
+    pub fn save_to(self, path: &std::path::Path) -> anyhow::Result<Config> {
+        let mut config = Config::load(path)?;
+        if let Some(relay) = self.relay {
+            config.relay = Some(relay);
+        }
+        if let Some(ca) = self.relay_ca {
+            config.relay_ca = Some(std::path::absolute(&ca).unwrap_or(ca));
+            config.relay_fingerprint = None;
+        }
+        if let Some(fp) = self.relay_fingerprint {
+            config.relay_fingerprint = Some(fp);
+            config.relay_ca = None;
+        }
+        if !self.shares.is_empty() {
+            config.shares = self
+                .shares
+                .iter()
+                .map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone()))
+                .collect();
+        }
+        config.validate()?;
+        config.save(path)?;
+        Ok(config)
+    }
+}
+
+/// Options of `agent start`.
+#[derive(clap::Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
     /// Make a new connector key; the old one stops working at Bifrost
     #[arg(long)]
     reset_key: bool,
@@ -39,29 +75,7 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     }
     home.create()
         .with_context(|| format!("cannot create {}", home.dir().display()))?;
-    let config_path = home.config_file();
-    let mut config = Config::load(&config_path)?;
-    if let Some(relay) = args.relay {
-        config.relay = Some(relay);
-    }
-    if let Some(ca) = args.relay_ca {
-        let ca = std::path::absolute(&ca).unwrap_or(ca);
-        config.relay_ca = Some(ca);
-        config.relay_fingerprint = None;
-    }
-    if let Some(fp) = args.relay_fingerprint {
-        config.relay_fingerprint = Some(fp);
-        config.relay_ca = None;
-    }
-    if !args.shares.is_empty() {
-        config.shares = args
-            .shares
-            .iter()
-            .map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone()))
-            .collect();
-    }
-    config.validate()?;
-    config.save(&config_path)?;
+    let config = args.settings.save_to(&home.config_file())?;
     let _log = mover_agent::logging::init(home.log_dir(), "agent")
         .with_context(|| format!("cannot write logs to {}", home.log_dir().display()))?;
     let key = mover_agent::prepare_key(&home, args.reset_key)?;

@@ -50,18 +50,8 @@ struct InstallArgs {
     /// Write and enable the unit but do not start it now
     #[arg(long)]
     no_start: bool,
-    /// Bifrost's https:// address
-    #[arg(long, value_name = "URL")]
-    relay: Option<String>,
-    /// Trust Bifrost's certificate when issued by the CA in this PEM file
-    #[arg(long, value_name = "FILE", conflicts_with = "relay_fingerprint")]
-    relay_ca: Option<PathBuf>,
-    /// Pin Bifrost's certificate by the SHA-256 of its DER
-    #[arg(long, value_name = "FP")]
-    relay_fingerprint: Option<String>,
-    /// A folder Bifrost may browse (repeatable)
-    #[arg(long = "share", value_name = "PATH")]
-    shares: Vec<PathBuf>,
+    #[command(flatten)]
+    settings: crate::commands::SettingsArgs,
 }
 
 /// Which service.
@@ -201,28 +191,7 @@ fn install(a: InstallArgs) -> anyhow::Result<ExitCode> {
     let home_dir = reroot(&root, &home);
     std::fs::create_dir_all(&home_dir)
         .with_context(|| format!("cannot create {}", home_dir.display()))?;
-    let config_path = home_dir.join("config.toml");
-    let mut config = mover_agent::Config::load(&config_path)?;
-    if let Some(relay) = a.relay {
-        config.relay = Some(relay);
-    }
-    if let Some(ca) = a.relay_ca {
-        config.relay_ca = Some(std::path::absolute(&ca).unwrap_or(ca));
-        config.relay_fingerprint = None;
-    }
-    if let Some(fp) = a.relay_fingerprint {
-        config.relay_fingerprint = Some(fp);
-        config.relay_ca = None;
-    }
-    if !a.shares.is_empty() {
-        config.shares = a
-            .shares
-            .iter()
-            .map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone()))
-            .collect();
-    }
-    config.validate()?;
-    config.save(&config_path)?;
+    a.settings.save_to(&home_dir.join("config.toml"))?;
 
     let path = unit_path(kind, &root)?;
     if let Some(dir) = path.parent() {

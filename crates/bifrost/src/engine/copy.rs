@@ -48,6 +48,29 @@ pub enum CopyError {
     DiskFull(String),
 }
 
+/// What an agent's refusal or a failed request means for one file.
+fn from_agent(e: AgentError) -> CopyError {
+    match e {
+        AgentError::Status {
+            status: StatusCode::NOT_FOUND,
+            ..
+        } => CopyError::Failed("vanished: the file no longer exists at the source".into()),
+        // The agent is stopping: this file waits for it, without counting an attempt.
+        AgentError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        } => CopyError::Interrupted(message),
+        AgentError::Status {
+            status: StatusCode::CONFLICT,
+            message,
+        } => CopyError::Changed(message),
+        AgentError::Status { status, message } if status.is_client_error() => {
+            CopyError::Failed(message)
+        }
+        e => CopyError::Retry(e.to_string()),
+    }
+}
+
 /// Runs of zeros at least this long become holes in the copy.
 const SPARSE_MIN: usize = 4096;
 
@@ -97,28 +120,10 @@ async fn same_content(
         Ok(m) if m.is_file() && m.len() == file.size => {}
         _ => return Ok(false),
     }
-    let theirs: FileHash = match client
+    let theirs: FileHash = client
         .get_json(route::HASH, &[file.source.query_pair()])
         .await
-    {
-        Ok(h) => h,
-        Err(AgentError::Status {
-            status: StatusCode::NOT_FOUND,
-            ..
-        }) => {
-            return Err(CopyError::Failed(
-                "vanished: the file no longer exists at the source".into(),
-            ))
-        }
-        Err(AgentError::Status {
-            status: StatusCode::CONFLICT,
-            message,
-        }) => return Err(CopyError::Changed(message)),
-        Err(AgentError::Status { status, message }) if status.is_client_error() => {
-            return Err(CopyError::Failed(message))
-        }
-        Err(e) => return Err(CopyError::Retry(e.to_string())),
-    };
+        .map_err(from_agent)?;
     let path = dest.to_path_buf();
     let ours = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
         let mut h = blake3::Hasher::new();
@@ -225,31 +230,13 @@ async fn copy_inner(
     {
         Ok(r) => r,
         Err(AgentError::Status {
-            status: StatusCode::NOT_FOUND,
-            ..
-        }) => {
-            return Err(CopyError::Failed(
-                "vanished: the file no longer exists at the source".into(),
-            ))
-        }
-        Err(AgentError::Status {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message,
-        }) => {
-            // The agent is stopping: this file waits for it, without counting an attempt.
-            return Err(CopyError::Interrupted(message));
-        }
-        Err(AgentError::Status {
             status: StatusCode::RANGE_NOT_SATISFIABLE,
             ..
         }) => {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(CopyError::Retry("the file shrank at the source".into()));
         }
-        Err(AgentError::Status { status, message }) if status.is_client_error() => {
-            return Err(CopyError::Failed(message))
-        }
-        Err(e) => return Err(CopyError::Retry(e.to_string())),
+        Err(e) => return Err(from_agent(e)),
     };
     if offset > 0 && res.status() != StatusCode::PARTIAL_CONTENT {
         offset = 0;
