@@ -364,12 +364,14 @@ async fn copy_pass(
             let meter = meter.clone();
             let limiter = limiter.cloned();
             let mode = copy::Mode {
+                job: job.id.clone(),
+                store: app.store.clone(),
                 rerun: job.rerun_of.is_some(),
                 compare: job.plan.compare,
             };
             tasks.spawn(async move {
                 let result =
-                    copy::copy_file(&client, &file, &meter, limiter.as_deref(), mode).await;
+                    copy::copy_file(&client, &file, &meter, limiter.as_deref(), &mode).await;
                 (file, result)
             });
         }

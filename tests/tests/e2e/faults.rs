@@ -229,3 +229,57 @@ fn sigterm_lets_the_file_in_flight_finish() {
         .count();
     assert_eq!(reads, 1, "the file was read once, not resumed: {logs}");
 }
+
+#[test]
+fn a_file_renamed_just_before_bifrost_died_counts_as_copied() {
+    let mut w = World::new();
+    let src = w.share.join("journal");
+    make_files(&src, 3, 100_000);
+    let dest = w.dir.path().join("dest");
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[src.to_str().unwrap()], &dest, Some(1));
+    let done = w.bifrost.wait_job(&job, Duration::from_secs(30));
+    assert_eq!(done["files_done"], 3, "{done}");
+    // Recreate the moment between the rename and recording the result: the journal (the
+    // verified BLAKE3) is written, the file is in place, its row still says pending.
+    w.bifrost.kill();
+    {
+        let db = rusqlite::Connection::open(w.bifrost.data.join("bifrost.db")).unwrap();
+        let changed = db
+            .execute(
+                "UPDATE job_files SET status = 'pending' WHERE job = ?1 AND dest LIKE '%file001.bin'",
+                [&job],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        db.execute("UPDATE jobs SET state = 'running' WHERE id = ?1", [&job])
+            .unwrap();
+    }
+    let reads = |w: &World| {
+        w.agent
+            .logs()
+            .lines()
+            .filter(|l| l.contains("file001.bin") && l.contains(" read"))
+            .count()
+    };
+    let before = reads(&w);
+    w.bifrost.restart(&w.ca);
+    w.agent
+        .wait_status("authorized as fs1", Duration::from_secs(30));
+    let done = w.bifrost.wait_job(&job, Duration::from_secs(30));
+    assert_eq!(
+        (done["files_done"].as_u64(), done["files_skipped"].as_u64()),
+        (Some(3), Some(0)),
+        "{done}"
+    );
+    let data = std::fs::read(dest.join("journal/file001.bin")).unwrap();
+    let line = w
+        .bifrost
+        .files(&job)
+        .into_iter()
+        .find(|f| f["source"].as_str().unwrap().ends_with("file001.bin"))
+        .unwrap();
+    assert_eq!(line["blake3"], blake3::hash(&data).to_hex().as_str());
+    assert_eq!(reads(&w), before, "the file was read again");
+}

@@ -100,8 +100,12 @@ fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
 }
 
 /// What a job asks of each copy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Mode {
+    /// The job's id, for the journal.
+    pub job: String,
+    /// The database, for the journal.
+    pub store: crate::store::Store,
     /// The job re-runs another: notes say new or changed.
     pub rerun: bool,
     /// How a file already at the destination is found unchanged.
@@ -149,7 +153,7 @@ pub async fn copy_file(
     file: &PendingFile,
     meter: &Meter,
     limiter: Option<&Limiter>,
-    mode: Mode,
+    mode: &Mode,
 ) -> Result<Copied, CopyError> {
     let counted = AtomicU64::new(0);
     meter.active.fetch_add(1, Ordering::Relaxed);
@@ -167,7 +171,7 @@ async fn copy_inner(
     meter: &Meter,
     counted: &AtomicU64,
     limiter: Option<&Limiter>,
-    mode: Mode,
+    mode: &Mode,
 ) -> Result<Copied, CopyError> {
     let rerun = mode.rerun;
     let dest = file.dest.to_path();
@@ -190,6 +194,16 @@ async fn copy_inner(
     tokio::fs::create_dir_all(&parent)
         .await
         .map_err(|e| local(e, "create folder", &parent))?;
+    // Verified and renamed by a Bifrost that died before recording it: it is this job's copy.
+    if let Some(blake3) = &file.verified {
+        if same_file(&dest, file.size, file.modified.as_deref()) {
+            return Ok(Copied::Done {
+                size: file.size,
+                blake3: blake3.clone(),
+                note: None,
+            });
+        }
+    }
     match mode.compare {
         Compare::SizeMtime if same_file(&dest, file.size, file.modified.as_deref()) => {
             return Ok(Copied::Skipped {
@@ -379,6 +393,10 @@ async fn copy_inner(
             .map_err(|e| CopyError::Retry(e.to_string()))?
             .map_err(|e| local(e, "set the modification time of", &partial))?;
     }
+    mode.store
+        .mark_verified(mode.job.clone(), file.seq, got.clone())
+        .await
+        .map_err(|e| CopyError::Retry(e.to_string()))?;
     tokio::fs::rename(&partial, &dest)
         .await
         .map_err(|e| local(e, "rename into", &dest))?;

@@ -92,6 +92,9 @@ pub struct PendingFile {
     pub attempts: u32,
     /// Modification time seen at scan time.
     pub modified: Option<String>,
+    /// Set once the copy was verified and is being renamed into place (the journal entry that
+    /// lets a restarted Bifrost count a file renamed just before it died as copied).
+    pub verified: Option<String>,
 }
 
 /// A file found while scanning.
@@ -310,7 +313,7 @@ impl Store {
     ) -> Result<Vec<PendingFile>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare(
-                "SELECT seq, source, source_b64, dest, dest_b64, size, attempts, modified FROM job_files
+                "SELECT seq, source, source_b64, dest, dest_b64, size, attempts, modified, blake3 FROM job_files
                  WHERE job = ?1 AND status = 'pending' AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             let rows = stmt
@@ -322,6 +325,7 @@ impl Store {
                         size: r.get::<_, i64>(5)? as u64,
                         attempts: r.get(6)?,
                         modified: r.get(7)?,
+                        verified: r.get(8)?,
                     })
                 })?
                 .collect();
@@ -350,6 +354,23 @@ impl Store {
                 tally.record(status, size, reason.as_deref());
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Journals that a pending file's copy is verified (its BLAKE3) and about to be renamed.
+    pub async fn mark_verified(
+        &self,
+        job: String,
+        seq: i64,
+        blake3: String,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE job_files SET blake3 = ?3 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
+                params![job, seq, blake3],
+            )
+            .map(drop)
         })
         .await
     }
