@@ -9,7 +9,7 @@ use mover_agent::{Activity, Agent, AgentHome, Config, Detail, Status};
 
 /// Where Bifrost is and what it may browse: options of `agent start` and `agent service install`,
 /// saved to the agent's config file.
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct SettingsArgs {
     /// Bifrost's https:// address (saved for later starts)
     #[arg(long, value_name = "URL")]
@@ -54,7 +54,7 @@ impl SettingsArgs {
 }
 
 /// Options of `agent start`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct StartArgs {
     #[command(flatten)]
     settings: SettingsArgs,
@@ -68,6 +68,15 @@ fn home() -> anyhow::Result<AgentHome> {
 }
 
 pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
+    run(args, shutdown_signal()).await
+}
+
+/// Runs the agent until `shutdown` completes or it is stopped over the control channel: the
+/// body of `agent start` and of the service (whose stop request is `shutdown`).
+pub async fn run(
+    args: StartArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<ExitCode> {
     let home = home()?;
     if Client::connect(&home.control_endpoint()).await.is_ok() {
         println!("Mover Agent is already running in {}", home.dir().display());
@@ -99,7 +108,7 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     println!("Bifrost service initialized with connector key: {key}");
     tracing::info!(key = %agent.key(), home = %agent.home().dir().display(), "agent started");
     tokio::select! {
-        _ = shutdown_signal() => {
+        _ = shutdown => {
             println!("Mover Agent Stopping");
             agent.stop().await;
             agent.stopped().await;
