@@ -15,13 +15,46 @@ pub struct AgentHome {
 /// Names the control socket's path when it is not the home's (the system service sets it).
 pub const CONTROL_ENV: &str = "MOVER_AGENT_CONTROL";
 
-/// Where the system service's control socket is, for the CLI to find when no agent runs in the
-/// caller's own home (`MOVER_AGENT_SYSTEM_CONTROL` moves it, for tests).
+/// The system service's control socket on Linux (systemd makes its folder).
+pub const SYSTEM_CONTROL_LINUX: &str = "/run/mover-agent/agent.sock";
+/// The system service's control socket on macOS, which has no /run.
+pub const SYSTEM_CONTROL_MACOS: &str = "/var/run/mover-agent/agent.sock";
+
+/// Where the system service's control channel is, for the CLI to find when no agent runs in the
+/// caller's own home (`MOVER_AGENT_SYSTEM_CONTROL` moves it, for tests): a socket on Linux and
+/// macOS, the pipe of the service's home on Windows.
 pub fn system_control() -> String {
     std::env::var("MOVER_AGENT_SYSTEM_CONTROL")
         .ok()
         .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/run/mover-agent/agent.sock".to_owned())
+        .unwrap_or_else(default_system_control)
+}
+
+#[cfg(windows)]
+fn default_system_control() -> String {
+    AgentHome::at(windows_service_home()).control_endpoint()
+}
+
+#[cfg(not(windows))]
+fn default_system_control() -> String {
+    if cfg!(target_os = "macos") {
+        SYSTEM_CONTROL_MACOS
+    } else {
+        SYSTEM_CONTROL_LINUX
+    }
+    .to_owned()
+}
+
+/// The Windows service's home, `%ProgramData%\Mover\Agent`: services run without a user
+/// profile, so the machine's data folder holds their key, config and logs.
+#[cfg(windows)]
+pub fn windows_service_home() -> PathBuf {
+    std::env::var_os("ProgramData")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"))
+        .join("Mover")
+        .join("Agent")
 }
 
 impl AgentHome {
@@ -108,6 +141,16 @@ impl AgentHome {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
+            // A control socket outside the home (the system service's) needs its folder too:
+            // systemd makes it (RuntimeDirectory), launchd does not, and /var/run is emptied at
+            // boot. Only the service's user and group may go in.
+            let socket_dir = std::env::var_os(CONTROL_ENV)
+                .filter(|p| !p.is_empty())
+                .and_then(|p| Path::new(&p).parent().map(Path::to_path_buf));
+            if let Some(dir) = socket_dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                std::fs::create_dir_all(&dir)?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))?;
+            }
         }
         Ok(())
     }
