@@ -23,6 +23,9 @@ pub struct SettingsArgs {
     /// A folder Bifrost may browse (repeatable); without it, what this user can read
     #[arg(long = "share", value_name = "PATH")]
     shares: Vec<PathBuf>,
+    /// Update this agent from its Bifrost's signed release feed (not for package installs)
+    #[arg(long)]
+    auto_update: bool,
 }
 
 impl SettingsArgs {
@@ -46,6 +49,9 @@ impl SettingsArgs {
                 .iter()
                 .map(|s| std::path::absolute(s).unwrap_or_else(|_| s.clone()))
                 .collect();
+        }
+        if self.auto_update {
+            config.auto_update = true;
         }
         config.validate()?;
         config.save(path)?;
@@ -72,7 +78,9 @@ pub async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the agent until `shutdown` completes or it is stopped over the control channel: the
-/// body of `agent start` and of the service (whose stop request is `shutdown`).
+/// body of `agent start` and of the service (whose stop request is `shutdown`). With
+/// auto-update on, an installed update takes over from here, or is rolled back and this
+/// version serves again.
 pub async fn run(
     args: StartArgs,
     shutdown: impl std::future::Future<Output = ()>,
@@ -84,16 +92,46 @@ pub async fn run(
     }
     home.create()
         .with_context(|| format!("cannot create {}", home.dir().display()))?;
-    let config = args.settings.save_to(&home.config_file())?;
+    let mut config = args.settings.save_to(&home.config_file())?;
     let _log = mover_agent::logging::init(home.log_dir(), "agent")
         .with_context(|| format!("cannot write logs to {}", home.log_dir().display()))?;
     let key = mover_agent::prepare_key(&home, args.reset_key)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let installed = match serve(home.clone(), key.clone(), config, shutdown.as_mut()).await? {
+            Served::Stopped => return Ok(ExitCode::SUCCESS),
+            Served::AlreadyRunning => return Ok(ExitCode::FAILURE),
+            Served::Updated(installed) => installed,
+        };
+        match crate::autoupdate::hand_over(&installed, &home, shutdown.as_mut()).await {
+            crate::autoupdate::HandOver::Done(code) => return Ok(code),
+            crate::autoupdate::HandOver::RolledBack => {
+                config = Config::load(&home.config_file())?;
+            }
+        }
+    }
+}
+
+enum Served {
+    Stopped,
+    AlreadyRunning,
+    Updated(crate::autoupdate::Installed),
+}
+
+/// Runs one agent until it stops or an update was installed (it is then stopped too).
+async fn serve(
+    home: AgentHome,
+    key: mover_agent::ConnectorKey,
+    config: Config,
+    shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<Served> {
+    let auto_update = config.auto_update;
     let agent = Agent::start(home, key, config)?;
     let control = match mover_agent::control::serve(agent.clone()).await {
         Ok(handle) => handle,
         Err(ControlError::AlreadyRunning(home)) => {
             println!("Mover Agent is already running in {home}");
-            return Ok(ExitCode::FAILURE);
+            return Ok(Served::AlreadyRunning);
         }
         Err(e) => return Err(e.into()),
     };
@@ -106,18 +144,34 @@ pub async fn run(
     println!("{key}");
     println!("Ctrl-C To Stop");
     println!("Bifrost service initialized with connector key: {key}");
-    tracing::info!(key = %agent.key(), home = %agent.home().dir().display(), "agent started");
-    tokio::select! {
+    tracing::info!(key = %agent.key(), home = %agent.home().dir().display(), version = mover_agent::VERSION, "agent started");
+    let updates = async {
+        if auto_update {
+            crate::autoupdate::check_loop(agent.clone()).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    let served = tokio::select! {
         _ = shutdown => {
             println!("Mover Agent Stopping");
             agent.stop().await;
             agent.stopped().await;
+            Served::Stopped
         }
-        _ = agent.stopped() => println!("Mover Agent Stopping"),
-    }
+        _ = agent.stopped() => {
+            println!("Mover Agent Stopping");
+            Served::Stopped
+        }
+        installed = updates => {
+            agent.stop().await;
+            agent.stopped().await;
+            Served::Updated(installed)
+        }
+    };
     let _ = control.await;
     tracing::info!("agent stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(served)
 }
 
 async fn shutdown_signal() {
@@ -204,6 +258,19 @@ pub async fn status() -> anyhow::Result<ExitCode> {
             println!("Mover Agent Key:");
             println!("{key}");
             print_status(&status);
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer from the agent: {other:?}"),
+    }
+}
+
+pub async fn update() -> anyhow::Result<ExitCode> {
+    let Some(mut client) = open(Request::Update, Some("update")).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    match reply(&mut client).await? {
+        Reply::Update { message } => {
+            println!("{message}");
             Ok(ExitCode::SUCCESS)
         }
         other => anyhow::bail!("unexpected answer from the agent: {other:?}"),

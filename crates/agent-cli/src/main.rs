@@ -1,6 +1,7 @@
 //! `agent`: the Mover Agent command line, glue around the agent runtime.
 #![forbid(unsafe_code)]
 
+mod autoupdate;
 mod commands;
 mod service;
 
@@ -38,6 +39,8 @@ enum Command {
     Status,
     /// Stop the running agent.
     Stop,
+    /// Check for a signed update now (agents started with --auto-update).
+    Update,
 }
 
 const COMMANDS: &[(&str, &str)] = &[
@@ -57,6 +60,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ("start", "Start the agent and show its connector key"),
     ("status", "Show the agent's key and whether it is online"),
     ("stop", "Stop the running agent"),
+    (
+        "update",
+        "Check for an update now (agents started with --auto-update)",
+    ),
 ];
 
 fn print_help() {
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
             Command::Connect => commands::connect(true).await,
             Command::Disconnect => commands::connect(false).await,
             Command::Monitor => commands::monitor().await,
+            Command::Update => commands::update().await,
             Command::Service(args) => service::run(args),
         }
     });

@@ -44,9 +44,19 @@ pub struct Config {
     /// Folders Bifrost may browse; empty shares what the agent's user can read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<PathBuf>,
-    /// The release feed to update from (`https://…/feed.json`); no feed, no self-update.
+    /// The release feed to update from (`https://…/feed.json`). The command-line agent with
+    /// `auto_update` falls back to its own Bifrost's `/updates/feed.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_feed: Option<String>,
+    /// The command-line agent and service update themselves from the feed (opt-in; package
+    /// installs update through their package manager instead).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_update: bool,
+    /// Release signing keys trusted besides the built-in ones (base64 of the 32-byte ed25519
+    /// public key), for organizations that build and sign their own releases. Whoever can edit
+    /// this file can already replace the agent's binary, so it grants nothing new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub update_keys: Vec<String>,
 }
 
 /// A relay address split into its parts.
@@ -120,6 +130,9 @@ impl Config {
                 )));
             }
         }
+        for key in &self.update_keys {
+            parse_update_key(key)?;
+        }
         for share in &self.shares {
             if !share.is_absolute() {
                 return Err(ConfigError::Invalid(format!(
@@ -135,6 +148,37 @@ impl Config {
     pub fn relay_addr(&self) -> Result<Option<RelayAddr>, ConfigError> {
         self.relay.as_deref().map(parse_relay).transpose()
     }
+
+    /// The feed to update from: the configured one, else the relay's own.
+    pub fn feed_url(&self) -> Option<String> {
+        if let Some(feed) = &self.update_feed {
+            return Some(feed.clone());
+        }
+        let relay = self.relay_addr().ok().flatten()?;
+        Some(format!("https://{relay}/updates/feed.json"))
+    }
+
+    /// The extra trusted release keys, decoded.
+    pub fn extra_update_keys(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.update_keys
+            .iter()
+            .map(|k| parse_update_key(k))
+            .collect()
+    }
+}
+
+/// Decodes a release public key: base64 (standard alphabet) of 32 bytes.
+pub fn parse_update_key(key: &str) -> Result<[u8; 32], ConfigError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "update key {key:?} is not the base64 of a 32-byte ed25519 public key"
+            ))
+        })
 }
 
 /// Parses `https://host[:port][/]` into host and port (443 by default).
@@ -201,6 +245,27 @@ mod tests {
         assert!(parse_relay("http://x").is_err());
         assert!(parse_relay("https://x/path").is_err());
         assert!(parse_relay("bifrost").is_err());
+    }
+
+    #[test]
+    fn update_keys_and_the_default_feed() {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(parse_update_key(&key).unwrap(), [7; 32]);
+        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 31]);
+        assert!(parse_update_key(&short).is_err());
+        assert!(parse_update_key("not base64!").is_err());
+        let config = Config {
+            relay: Some("https://b.example:8443".into()),
+            update_keys: vec![key, "x".into()],
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        assert_eq!(
+            config.feed_url().as_deref(),
+            Some("https://b.example:8443/updates/feed.json")
+        );
+        assert_eq!(Config::default().feed_url(), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Request {
     Disconnect,
     /// Report the status, then stream activity until the client leaves.
     Monitor,
+    /// Check for an update now (agents started with auto-update).
+    Update,
 }
 
 /// A reply line from the agent.
@@ -47,6 +49,11 @@ pub enum Reply {
         settled: bool,
         /// Status at that moment.
         status: Status,
+    },
+    /// What an update check did.
+    Update {
+        /// In words.
+        message: String,
     },
     /// One activity event (monitor).
     Activity {
@@ -119,6 +126,16 @@ pub async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(
                 },
             )
             .await
+        }
+        Request::Update => {
+            let reply = match agent.check_for_update().await {
+                Some(message) => Reply::Update { message },
+                None => Reply::Error {
+                    message: "this agent does not update itself (start it with --auto-update)"
+                        .into(),
+                },
+            };
+            send(&mut write, &reply).await
         }
         Request::Monitor => {
             let mut feed = agent.subscribe();

@@ -24,8 +24,12 @@ pub use key::ConnectorKey;
 pub use runtime::{prepare_key, Agent, StartError};
 pub use status::{Activity, Detail, Status};
 
-/// The agent's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The agent's version: the package's, unless the build stamps another through `MOVER_VERSION`
+/// (`scripts/package --version`, and the update tests, build a "next" version that way).
+pub const VERSION: &str = match option_env!("MOVER_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// `OS OS-VERSION`, as `agent -v` prints it.
 pub fn os_description() -> String {

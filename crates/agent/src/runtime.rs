@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mover_proto::SessionState;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::Config;
 use crate::home::AgentHome;
@@ -54,7 +54,15 @@ struct Inner {
     reads: Arc<std::sync::atomic::AtomicUsize>,
     /// Bytes of file content sent to Bifrost since start.
     sent: Arc<std::sync::atomic::AtomicU64>,
+    /// When file content last moved (sampled every [`PROGRESS_EVERY`]).
+    last_busy: std::sync::Mutex<Option<Instant>>,
+    update_requests: mpsc::Sender<UpdateRequest>,
+    /// Taken by whoever runs self-updates; still here means nobody does.
+    update_receiver: std::sync::Mutex<Option<mpsc::Receiver<UpdateRequest>>>,
 }
+
+/// A request to check for an update now; the updater answers what it did, in words.
+pub type UpdateRequest = oneshot::Sender<String>;
 
 /// A handle to a running agent; cheap to clone.
 #[derive(Clone)]
@@ -104,6 +112,7 @@ impl Agent {
             relay_port: relay.as_ref().map(|r| r.port),
         };
         let (commands, rx) = mpsc::channel(16);
+        let (update_requests, update_receiver) = mpsc::channel(4);
         let inner = Arc::new(Inner {
             key,
             home,
@@ -115,6 +124,9 @@ impl Agent {
             stopped: watch::Sender::new(false),
             reads: Arc::default(),
             sent: Arc::default(),
+            last_busy: Default::default(),
+            update_requests,
+            update_receiver: std::sync::Mutex::new(Some(update_receiver)),
         });
         tokio::spawn(supervise(inner.clone(), rx));
         tokio::spawn(report_progress(Arc::downgrade(&inner)));
@@ -180,6 +192,47 @@ impl Agent {
         self.inner.reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Whether Bifrost is copying from this agent: a read is in flight or file content moved
+    /// within `quiet` (between two files of a job no read may be in flight for a moment).
+    pub fn transferring(&self, quiet: Duration) -> bool {
+        if self.reads_in_flight() > 0 {
+            return true;
+        }
+        let last = *self
+            .inner
+            .last_busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|t| t.elapsed() < quiet)
+    }
+
+    /// Takes the queue of "check for an update now" requests; the self-updater calls this
+    /// once. Without a taker, [`Agent::check_for_update`] says self-update is off.
+    pub fn take_update_requests(&self) -> Option<mpsc::Receiver<UpdateRequest>> {
+        self.inner
+            .update_receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Asks the self-updater to check now and returns what it did; `None` when this agent
+    /// does not update itself.
+    pub async fn check_for_update(&self) -> Option<String> {
+        let off = self
+            .inner
+            .update_receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if off {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner.update_requests.send(tx).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Resolves once the agent has stopped.
     pub async fn stopped(&self) {
         let mut rx = self.inner.stopped.subscribe();
@@ -191,7 +244,7 @@ fn system_info() -> (String, String, String) {
     let info = os_info::get();
     let os = format!("{} {}", std::env::consts::OS, info.version());
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    (env!("CARGO_PKG_VERSION").to_owned(), os, host)
+    (crate::VERSION.to_owned(), os, host)
 }
 
 /// Jittered exponential backoff.
@@ -273,6 +326,7 @@ async fn report_progress(inner: std::sync::Weak<Inner>) {
         let sent = inner.sent.load(Ordering::Relaxed);
         let reading = inner.reads.load(Ordering::SeqCst);
         if sent != last || reading > 0 {
+            *inner.last_busy.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             let rate = (sent - last) as f64 / PROGRESS_EVERY.as_secs_f64();
             let _ = inner.activity.send(Activity::Progress {
                 reading,

@@ -10,7 +10,7 @@
 //!       "url": "mover-agent-desktop-0.2.0-x86_64-unknown-linux-gnu.tar.gz" } ] } ] }
 //! ```
 //!
-//! An asset's name is `PRODUCT-VERSION-TARGET.tar.gz` exactly. zipsign binds the signature to the
+//! An asset's name is `PRODUCT-VERSION-TARGET.tar.gz` exactly (`.zip` for Windows targets). zipsign binds the signature to the
 //! file name, so a signed archive of an old version cannot be offered under a newer version's name.
 
 use std::path::{Path, PathBuf};
@@ -71,6 +71,9 @@ pub enum UpdateError {
         /// Why.
         reason: String,
     },
+    /// The configured extra release keys cannot be read.
+    #[error("update keys: {0}")]
+    Keys(String),
     /// Installing failed; the installed binary is as it was.
     #[error("cannot install into {path}: {reason}")]
     Install {
@@ -126,7 +129,7 @@ pub struct FeedRelease {
 /// One archive of a release.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FeedAsset {
-    /// File name: `PRODUCT-VERSION-TARGET.tar.gz`.
+    /// File name: `PRODUCT-VERSION-TARGET.tar.gz` (`.zip` on Windows).
     pub name: String,
     /// Absolute URL, or relative to the feed's folder.
     pub url: String,
@@ -177,9 +180,15 @@ pub enum Decision {
     Install(Offer),
 }
 
-/// The archive name a release of `product` for `target` must have.
+/// The archive name a release of `product` for `target` must have: a zip for Windows (what its
+/// admins open), a gzipped tar elsewhere (it keeps the executable bit).
 pub fn asset_name(product: &str, version: &str, target: &str) -> String {
-    format!("{product}-{version}-{target}.tar.gz")
+    let ext = if target.contains("windows") {
+        "zip"
+    } else {
+        "tar.gz"
+    };
+    format!("{product}-{version}-{target}.{ext}")
 }
 
 fn newer(than: &str, version: &str) -> bool {
@@ -272,10 +281,13 @@ pub struct Updater {
     pub keys: Vec<VerifyingKey>,
     /// Trust settings: a feed on the Bifrost the agent uses is trusted as the tunnel trusts it.
     pub config: Config,
+    /// Versions not to install again (they were rolled back).
+    pub skip_versions: Vec<String>,
 }
 
 impl Updater {
-    /// An updater for the running executable, with the release keys built in.
+    /// An updater for the running executable, trusting the built-in release keys and the
+    /// config's `update_keys`.
     pub fn for_current_exe(
         feed_url: &str,
         product: &str,
@@ -286,6 +298,12 @@ impl Updater {
             path: "the running executable".into(),
             reason: e.to_string(),
         })?;
+        let mut keys = RELEASE_KEYS.to_vec();
+        keys.extend(
+            config
+                .extra_update_keys()
+                .map_err(|e| UpdateError::Keys(e.to_string()))?,
+        );
         Ok(Self {
             feed_url: feed_url.to_owned(),
             product: product.to_owned(),
@@ -293,8 +311,9 @@ impl Updater {
             current_version: crate::VERSION.to_owned(),
             install_path: exe,
             path_in_archive: path_in_archive.to_owned(),
-            keys: RELEASE_KEYS.to_vec(),
+            keys,
             config,
+            skip_versions: Vec::new(),
         })
     }
 
@@ -312,7 +331,9 @@ impl Updater {
         let body = get(&self.feed_url, &self.config, FEED_LIMIT)
             .await
             .map_err(feed_err)?;
-        let feed = Feed::parse(&body).map_err(feed_err)?;
+        let mut feed = Feed::parse(&body).map_err(feed_err)?;
+        feed.releases
+            .retain(|r| !self.skip_versions.contains(&r.version));
         let offer = match decide(
             &self.current_version,
             &feed,
@@ -387,10 +408,14 @@ impl Updater {
         self_update::Extract::from_source(&archive_path)
             .extract_file(&unpacked, &self.path_in_archive)
             .map_err(|e| refused(format!("the archive has no {}: {e}", self.path_in_archive)))?;
-        let file_name = Path::new(&self.path_in_archive)
-            .file_name()
-            .ok_or_else(|| refused("the binary's path in the archive has no file name".into()))?;
-        let new_bin = unpacked.join(file_name);
+        // Extraction keeps the entry's folders (`moveragent/agent` lands in `moveragent/`).
+        let new_bin = unpacked.join(&self.path_in_archive);
+        if !new_bin.is_file() {
+            return Err(refused(format!(
+                "the archive's {} is not a file",
+                self.path_in_archive
+            )));
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

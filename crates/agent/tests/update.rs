@@ -131,6 +131,7 @@ impl Setup {
             path_in_archive: PRODUCT.into(),
             keys: vec![public(&key(1))],
             config: Config::default(),
+            skip_versions: Vec::new(),
         };
         Self {
             _dir: dir,

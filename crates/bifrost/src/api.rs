@@ -193,6 +193,7 @@ pub fn router(app: Arc<App>) -> Router {
                 session::require_admin,
             )),
         )
+        .route("/updates/{name}", get(crate::releases::serve))
         .merge(crate::console::router())
         .with_state(app)
 }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod metrics;
 pub mod raw_path;
 pub mod registry;
+pub mod releases;
 pub mod store;
 pub mod tls;
 pub mod tunnel;
@@ -33,6 +34,8 @@ pub struct App {
     pub admin_token: String,
     /// Running jobs.
     pub engine: engine::Engine,
+    /// Hosted agent releases and their feed (`DATA/releases`, served under `/updates/`).
+    pub releases: PathBuf,
 }
 
 /// What `serve` needs.
@@ -83,6 +86,7 @@ pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result
         registry: Default::default(),
         admin_token,
         engine: Default::default(),
+        releases: releases::dir(data),
     });
     for id in app.store.unfinished_jobs().await? {
         tracing::info!(job = %id, "resuming job");

@@ -22,6 +22,65 @@ struct Cli {
 enum Command {
     /// Serve agents, the API and the console on one HTTPS port.
     Serve(ServeArgs),
+    /// Host signed agent releases for agents to update from (served under /updates/).
+    #[command(subcommand)]
+    Releases(ReleasesCommand),
+}
+
+#[derive(Subcommand)]
+enum ReleasesCommand {
+    /// Copy signed archives into this Bifrost's releases and update its feed
+    Add {
+        /// Data folder of the Bifrost that hosts them
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Agents refuse releases older than this version
+        #[arg(long, value_name = "VERSION")]
+        minimum: Option<String>,
+        /// Archives named PRODUCT-VERSION-TARGET.tar.gz or .zip, signed with zipsign
+        #[arg(required = true, value_name = "ARCHIVE")]
+        archives: Vec<PathBuf>,
+    },
+    /// Write DIR/feed.json for the archives in DIR (to host them on any web server)
+    Feed {
+        /// The folder holding the archives
+        dir: PathBuf,
+        /// Agents refuse releases older than this version
+        #[arg(long, value_name = "VERSION")]
+        minimum: Option<String>,
+    },
+}
+
+fn releases(command: ReleasesCommand) -> anyhow::Result<()> {
+    let (dir, feed) = match command {
+        ReleasesCommand::Add {
+            data,
+            minimum,
+            archives,
+        } => {
+            let data = match data {
+                Some(d) => d,
+                None => default_data_dir()?,
+            };
+            let dir = bifrost::releases::dir(&data);
+            let feed = bifrost::releases::add(&dir, &archives, minimum.as_deref())?;
+            (dir, feed)
+        }
+        ReleasesCommand::Feed { dir, minimum } => {
+            let feed = bifrost::releases::write_feed(&dir, minimum.as_deref())?;
+            (dir, feed)
+        }
+    };
+    println!("Wrote {}", dir.join(bifrost::releases::FEED).display());
+    for release in &feed.releases {
+        for asset in &release.assets {
+            println!("  {} {}", release.version, asset.name);
+        }
+    }
+    if let Some(min) = &feed.minimum_version {
+        println!("  minimum version {min}");
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -59,6 +118,7 @@ fn main() -> std::process::ExitCode {
             rt.block_on(async {
                 match cli.command {
                     Command::Serve(args) => serve(args).await,
+                    Command::Releases(c) => releases(c),
                 }
             })
         });

@@ -16,3 +16,4 @@ mod resume;
 mod security;
 mod support;
 mod sync;
+mod update;

@@ -95,9 +95,16 @@ impl Lines {
     }
 
     pub fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        wait_for(Duration::from_secs(20), what, || {
-            self.all().into_iter().find(|l| pred(l))
-        })
+        self.wait_line_within(what, Duration::from_secs(20), pred)
+    }
+
+    pub fn wait_line_within(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        wait_for(timeout, what, || self.all().into_iter().find(|l| pred(l)))
     }
 }
 
@@ -423,7 +430,7 @@ impl Agent {
         Self::start_cmd(cmd, home, args, &[])
     }
 
-    fn start_cmd(mut cmd: Command, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub fn start_cmd(mut cmd: Command, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         cmd.arg("start")
             .args(args)
             .env("MOVER_AGENT_HOME", home)
