@@ -48,6 +48,11 @@ pub struct Config {
     /// `auto_update` falls back to its own Bifrost's `/updates/feed.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_feed: Option<String>,
+    /// TCP connections to Bifrost (1–8; 3 when unset): one carries the session, the others
+    /// are extra lanes Bifrost spreads reads over, since one connection's buffers cap the
+    /// rate over a long round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnels: Option<u8>,
     /// The command-line agent and service update themselves from the feed (opt-in; package
     /// installs update through their package manager instead).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -130,6 +135,13 @@ impl Config {
                 )));
             }
         }
+        if let Some(n) = self.tunnels {
+            if !(1..=8).contains(&n) {
+                return Err(ConfigError::Invalid(format!(
+                    "tunnels = {n}: use 1 to 8 connections"
+                )));
+            }
+        }
         for key in &self.update_keys {
             parse_update_key(key)?;
         }
@@ -156,6 +168,11 @@ impl Config {
         }
         let relay = self.relay_addr().ok().flatten()?;
         Some(format!("https://{relay}/updates/feed.json"))
+    }
+
+    /// TCP connections to open to Bifrost, the session's included.
+    pub fn tunnel_count(&self) -> usize {
+        usize::from(self.tunnels.unwrap_or(3))
     }
 
     /// The extra trusted release keys, decoded.

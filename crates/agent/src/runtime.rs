@@ -338,6 +338,77 @@ async fn report_progress(inner: std::sync::Weak<Inner>) {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What an extra lane needs to dial and serve.
+#[derive(Clone)]
+struct Lane {
+    config: Config,
+    relay: crate::config::RelayAddr,
+    key: ConnectorKey,
+    version: String,
+    host: String,
+    os: String,
+    tunnel_id: u64,
+    tunnel: Tunnel,
+}
+
+/// Keeps `count` extra lanes open beside an authorized tunnel (Bifrost takes lanes only for
+/// authorized connectors), reopening each that drops.
+async fn keep_lanes(lane: Lane, count: usize) {
+    let mut session = lane.tunnel.session.subscribe();
+    if session
+        .wait_for(|s| matches!(s, SessionState::Authorized { .. }))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for n in 1..=count {
+        set.spawn(one_lane(lane.clone(), n));
+    }
+    while set.join_next().await.is_some() {}
+}
+
+async fn one_lane(lane: Lane, n: usize) {
+    let mut backoff = Backoff::new();
+    loop {
+        let hello = Hello {
+            key: &lane.key,
+            previous_key: None,
+            version: &lane.version,
+            host: &lane.host,
+            os: &lane.os,
+            lane_of: Some(lane.tunnel_id),
+        };
+        match tunnel::dial(&lane.config, &lane.relay, &hello).await {
+            Ok(dialed) => {
+                tracing::debug!(lane = n, "lane up");
+                let started = Instant::now();
+                let end = tunnel::serve(dialed.upgraded, lane.tunnel.clone()).await;
+                if started.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
+                }
+                tracing::debug!(lane = n, error = ?end.err(), "lane down");
+            }
+            Err(tunnel::ConnectError::NoTunnel(why)) => {
+                tracing::debug!(lane = n, %why, "no tunnel for this lane any more");
+                return;
+            }
+            Err(e) => tracing::debug!(lane = n, error = %e, "cannot open a lane"),
+        }
+        tokio::time::sleep(backoff.delay()).await;
+    }
+}
+
 enum Outcome {
     Continue,
     UserDisconnect,
@@ -425,6 +496,7 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
             version: &version,
             host: &host,
             os: &os,
+            lane_of: None,
         };
         let dialed = tokio::select! {
             r = tunnel::dial(&config, &relay, &hello) => r,
@@ -438,7 +510,11 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
             }
         };
         match dialed {
-            Ok((upgraded, first_session)) => {
+            Ok(tunnel::Dialed {
+                upgraded,
+                session: first_session,
+                lanes,
+            }) => {
                 if previous.is_some() {
                     // Bifrost has seen the old key with this one, and retired it.
                     let _ = std::fs::remove_file(inner.home.previous_key_file());
@@ -452,6 +528,23 @@ async fn supervise(inner: Arc<Inner>, mut commands: mpsc::Receiver<Command>) {
                     session,
                 };
                 let started = Instant::now();
+                // Dropped (and so aborted) with this tunnel.
+                let _lanes = lanes
+                    .map(|(id, offered)| (id, offered.min(config.tunnel_count() - 1)))
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(id, n)| {
+                        let lane = Lane {
+                            config: config.clone(),
+                            relay: relay.clone(),
+                            key: inner.key.clone(),
+                            version: version.clone(),
+                            host: host.clone(),
+                            os: os.clone(),
+                            tunnel_id: id,
+                            tunnel: tunnel.clone(),
+                        };
+                        AbortOnDrop(tokio::spawn(keep_lanes(lane, n)))
+                    });
                 let serving = tunnel::serve(upgraded, tunnel);
                 tokio::pin!(serving);
                 let mut outcome = Outcome::Continue;

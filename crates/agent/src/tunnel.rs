@@ -59,6 +59,9 @@ pub enum ConnectError {
     /// The local settings cannot work.
     #[error("{0}")]
     Config(String),
+    /// An extra lane named a tunnel Bifrost no longer has.
+    #[error("Bifrost has no such tunnel: {0}")]
+    NoTunnel(String),
 }
 
 impl ConnectError {
@@ -96,6 +99,18 @@ pub struct Hello<'a> {
     pub host: &'a str,
     /// OS and version.
     pub os: &'a str,
+    /// Set on an extra lane: the id of the tunnel it belongs to.
+    pub lane_of: Option<u64>,
+}
+
+/// An open tunnel and what Bifrost said when it opened.
+pub struct Dialed {
+    /// The raw connection, to serve HTTP/2 on.
+    pub upgraded: Upgraded,
+    /// Bifrost's view of this key.
+    pub session: SessionState,
+    /// The tunnel's id and how many extra lanes Bifrost accepts for it (first tunnels only).
+    pub lanes: Option<(u64, usize)>,
 }
 
 /// Opens TCP (maybe through the proxy), TLS 1.3 and the upgrade; returns the raw tunnel
@@ -104,7 +119,7 @@ pub async fn dial(
     config: &Config,
     relay: &RelayAddr,
     hello: &Hello<'_>,
-) -> Result<(Upgraded, SessionState), ConnectError> {
+) -> Result<Dialed, ConnectError> {
     let timeout = Duration::from_secs(HANDSHAKE_TIMEOUT_SECS);
     match tokio::time::timeout(timeout, dial_inner(config, relay, hello)).await {
         Ok(r) => r,
@@ -119,7 +134,7 @@ async fn dial_inner(
     config: &Config,
     relay: &RelayAddr,
     hello: &Hello<'_>,
-) -> Result<(Upgraded, SessionState), ConnectError> {
+) -> Result<Dialed, ConnectError> {
     let addr = relay.to_string();
     let tls = crate::tls::client_config(config).map_err(|e| ConnectError::Config(e.to_string()))?;
     let proxy = Proxy::from_env(&relay.host).map_err(ConnectError::Config)?;
@@ -177,11 +192,7 @@ fn cert_reason(c: &rustls::CertificateError) -> String {
     }
 }
 
-async fn upgrade<S>(
-    stream: S,
-    relay: &RelayAddr,
-    hello: &Hello<'_>,
-) -> Result<(Upgraded, SessionState), ConnectError>
+async fn upgrade<S>(stream: S, relay: &RelayAddr, hello: &Hello<'_>) -> Result<Dialed, ConnectError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -212,6 +223,9 @@ where
     h.insert(header::VERSION, hv(hello.version));
     h.insert(header::HOST, hv(hello.host));
     h.insert(header::OS, hv(hello.os));
+    if let Some(id) = hello.lane_of {
+        h.insert(header::LANE_OF, hv(&id.to_string()));
+    }
     let res = sender.send_request(req).await.map_err(|e| rejected(&e))?;
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -220,8 +234,19 @@ where
             .get(header::SESSION)
             .and_then(|v| serde_json::from_slice::<SessionState>(v.as_bytes()).ok())
             .unwrap_or(SessionState::Waiting);
+        let number = |name: &str| -> Option<u64> {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        };
+        let lanes = number(header::TUNNEL_ID).zip(number(header::LANES).map(|n| n as usize));
         let upgraded = hyper::upgrade::on(res).await.map_err(|e| rejected(&e))?;
-        return Ok((upgraded, session));
+        return Ok(Dialed {
+            upgraded,
+            session,
+            lanes,
+        });
     }
     let body = Limited::new(res.into_body(), 16 * 1024)
         .collect()
@@ -233,6 +258,7 @@ where
         .unwrap_or_else(|_| format!("HTTP {status}"));
     Err(match status {
         StatusCode::FORBIDDEN => ConnectError::Revoked,
+        StatusCode::CONFLICT => ConnectError::NoTunnel(message),
         _ => ConnectError::Rejected(message),
     })
 }

@@ -32,10 +32,18 @@ pub enum AgentError {
     Protocol(String),
 }
 
-/// Sends requests to one agent over its tunnel; cheap to clone.
+/// Sends requests to one agent over its tunnel and the tunnel's extra lanes, spreading them
+/// round robin; cheap to clone.
 #[derive(Clone)]
 pub struct AgentClient {
-    sender: SendRequest<Full<Bytes>>,
+    lanes: std::sync::Arc<Lanes>,
+}
+
+/// The HTTP/2 connections of one tunnel: the first one (id 0) and the extra lanes.
+struct Lanes {
+    open: std::sync::Mutex<Vec<(u64, SendRequest<Full<Bytes>>)>>,
+    next: std::sync::atomic::AtomicUsize,
+    ids: std::sync::atomic::AtomicU64,
 }
 
 fn query<V: AsRef<str>>(pairs: &[(&str, V)]) -> String {
@@ -45,22 +53,72 @@ fn query<V: AsRef<str>>(pairs: &[(&str, V)]) -> String {
 }
 
 impl AgentClient {
-    /// Wraps the sending half of an HTTP/2 connection.
+    /// Wraps the sending half of a tunnel's first HTTP/2 connection.
     pub fn new(sender: SendRequest<Full<Bytes>>) -> Self {
-        Self { sender }
+        Self {
+            lanes: std::sync::Arc::new(Lanes {
+                open: std::sync::Mutex::new(vec![(0, sender)]),
+                next: Default::default(),
+                ids: std::sync::atomic::AtomicU64::new(1),
+            }),
+        }
     }
 
-    /// Sends one request.
+    fn open(&self) -> std::sync::MutexGuard<'_, Vec<(u64, SendRequest<Full<Bytes>>)>> {
+        self.lanes.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an extra lane; returns its id for [`AgentClient::remove_lane`].
+    pub fn add_lane(&self, sender: SendRequest<Full<Bytes>>) -> u64 {
+        let id = self
+            .lanes
+            .ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.open().push((id, sender));
+        id
+    }
+
+    /// Forgets a lane that closed.
+    pub fn remove_lane(&self, id: u64) {
+        self.open().retain(|(i, _)| *i != id);
+    }
+
+    /// Open connections, the first one included.
+    pub fn lanes(&self) -> usize {
+        self.open().len()
+    }
+
+    /// Sends one request on the next lane that is ready; a lane that has closed is skipped
+    /// (and forgotten), so losing one costs only the requests that were on it.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, AgentError> {
-        let mut sender = self.sender.clone();
-        sender
-            .ready()
-            .await
-            .map_err(|e| AgentError::Transport(e.to_string()))?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| AgentError::Transport(e.to_string()))
+        let candidates: Vec<_> = {
+            let open = self.open();
+            let start = self
+                .lanes
+                .next
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (0..open.len())
+                .map(|i| open[(start + i) % open.len()].clone())
+                .collect()
+        };
+        let mut last = "the tunnel is closed".to_owned();
+        for (id, mut sender) in candidates {
+            match sender.ready().await {
+                Ok(()) => {
+                    return sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| AgentError::Transport(e.to_string()))
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    if id != 0 {
+                        self.remove_lane(id);
+                    }
+                }
+            }
+        }
+        Err(AgentError::Transport(last))
     }
 
     fn uri<V: AsRef<str>>(path: &str, pairs: &[(&str, V)]) -> String {

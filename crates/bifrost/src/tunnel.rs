@@ -24,6 +24,9 @@ use crate::{key_hash, App};
 
 static CONN_IDS: AtomicU64 = AtomicU64::new(1);
 
+/// Extra lanes one tunnel may have (its agent opens as many as its config says, up to this).
+pub const MAX_LANES: usize = 7;
+
 /// The peer address of a connection, put in each request's extensions by the server.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
@@ -69,6 +72,14 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
             .into_response();
     }
     let hash = key_hash(&key);
+    if let Some(lane_of) = h.get(header::LANE_OF) {
+        let lane_of: u64 = lane_of
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        return accept_lane(app, req, hash, lane_of);
+    }
     let previous = text(h, header::PREVIOUS_KEY);
     let info = AgentInfo {
         version: text(h, header::VERSION),
@@ -104,13 +115,25 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
         let msg = format!("too many agents from {peer} are waiting for authorization");
         return ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
     }
+    let conn_id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(app, upgraded, hash, info, peer, connector).await,
+            Ok(upgraded) => run(app, upgraded, hash, info, peer, connector, conn_id).await,
             Err(e) => tracing::warn!(error = %e, "tunnel upgrade failed"),
         }
     });
+    let mut res = switching();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&serde_json::to_string(&session).unwrap_or_default()) {
+        h.insert(header::SESSION, v);
+    }
+    h.insert(header::TUNNEL_ID, HeaderValue::from(conn_id));
+    h.insert(header::LANES, HeaderValue::from(MAX_LANES));
+    res
+}
+
+fn switching() -> Response {
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     res.headers_mut().insert(
         http::header::CONNECTION,
@@ -120,10 +143,74 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
         http::header::UPGRADE,
         HeaderValue::from_static(TUNNEL_UPGRADE),
     );
-    if let Ok(v) = HeaderValue::from_str(&serde_json::to_string(&session).unwrap_or_default()) {
-        res.headers_mut().insert(header::SESSION, v);
-    }
     res
+}
+
+/// An extra lane for the authorized tunnel `lane_of` of the same key.
+fn accept_lane(app: Arc<App>, mut req: Request, hash: String, lane_of: u64) -> Response {
+    let Some(live) = app
+        .registry
+        .by_key(&hash)
+        .filter(|l| l.conn_id == lane_of && l.connector.is_some())
+    else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "no authorized tunnel with this id for this key",
+        )
+        .into_response();
+    };
+    if live.client.lanes() > MAX_LANES {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this tunnel has all its lanes",
+        )
+        .into_response();
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run_lane(upgraded, live).await,
+            Err(e) => tracing::warn!(error = %e, "lane upgrade failed"),
+        }
+    });
+    switching()
+}
+
+/// Bifrost is the HTTP/2 client of the agent: the receiving side sets the windows, and large
+/// ones keep a long link full.
+fn http2() -> hyper::client::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(16 * 1024 * 1024)
+        .initial_connection_window_size(128 * 1024 * 1024)
+        .max_frame_size(1024 * 1024)
+        .adaptive_window(false)
+        .max_concurrent_reset_streams(1024)
+        .keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    builder
+}
+
+/// Serves one extra lane until it or its tunnel closes.
+async fn run_lane(upgraded: hyper::upgrade::Upgraded, live: Live) {
+    let (sender, conn) = match http2().handshake(upgraded).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(error = %e, "lane HTTP/2 handshake failed");
+            return;
+        }
+    };
+    let id = live.client.add_lane(sender);
+    let mut closed = live.close.subscribe();
+    tracing::debug!(tunnel = live.conn_id, lane = id, "lane up");
+    tokio::select! {
+        r = conn => if let Err(e) = r { tracing::debug!(error = %e, "lane closed") },
+        _ = closed.wait_for(|c| *c) => {}
+    }
+    live.client.remove_lane(id);
+    tracing::debug!(tunnel = live.conn_id, lane = id, "lane down");
 }
 
 async fn run(
@@ -133,20 +220,9 @@ async fn run(
     info: AgentInfo,
     peer: std::net::IpAddr,
     connector: Option<(String, String)>,
+    conn_id: u64,
 ) {
-    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        // The receiving side sets the windows: large ones keep a long link full.
-        .initial_stream_window_size(16 * 1024 * 1024)
-        .initial_connection_window_size(128 * 1024 * 1024)
-        .max_frame_size(1024 * 1024)
-        .adaptive_window(false)
-        .max_concurrent_reset_streams(1024)
-        .keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    let (sender, conn) = match builder.handshake(upgraded).await {
+    let (sender, conn) = match http2().handshake(upgraded).await {
         Ok(pair) => pair,
         Err(e) => {
             tracing::warn!(error = %e, "tunnel HTTP/2 handshake failed");
@@ -160,7 +236,6 @@ async fn run(
             _ = closed.wait_for(|c| *c) => {}
         }
     });
-    let conn_id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
     let client = AgentClient::new(sender);
     let live = Live {
         conn_id,
@@ -169,7 +244,7 @@ async fn run(
         peer,
         connector: connector.as_ref().map(|c| c.0.clone()),
         waiting_id: format!("waiting-{conn_id}"),
-        close,
+        close: close.clone(),
         since: crate::store::now(),
     };
     if let Some(old) = app.registry.insert(hash.clone(), live) {
@@ -187,6 +262,8 @@ async fn run(
     tracing::info!(key = %&hash[..8], host = %info.host, authorized = connector.is_some(), "agent tunnel up");
     let events = tokio::spawn(follow_events(app.clone(), client, hash.clone(), conn_id));
     let _ = conn_task.await;
+    // The lanes go with the tunnel.
+    close.send_replace(true);
     events.abort();
     if let Some(Some(id)) = app.registry.remove(&hash, conn_id) {
         let _ = app.store.seen(id).await;

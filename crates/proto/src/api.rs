@@ -53,6 +53,9 @@ pub struct Connector {
     pub roots: Vec<String>,
     /// Last time a tunnel was up (RFC 3339).
     pub last_seen: Option<String>,
+    /// TCP connections of the live tunnel (the first and its extra lanes); 0 when offline.
+    #[serde(default)]
+    pub connections: usize,
 }
 
 /// Where a job writes.

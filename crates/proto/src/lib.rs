@@ -27,6 +27,16 @@ pub mod header {
     pub const OS: &str = "x-mover-os";
     /// On the `101` answer: Bifrost's [`super::SessionState`] for this key, as JSON.
     pub const SESSION: &str = "x-mover-session";
+    /// On the `101` answer to a first tunnel: its id, for the extra lanes to name.
+    pub const TUNNEL_ID: &str = "x-mover-tunnel-id";
+    /// On the `101` answer to a first tunnel: how many extra lanes Bifrost accepts. A Bifrost
+    /// that does not say takes none, so an agent never opens lanes it would mistake for a
+    /// second agent with the same key.
+    pub const LANES: &str = "x-mover-lanes";
+    /// On a tunnel request: this connection is an extra lane of the tunnel with this id, so
+    /// one agent's streams spread over several TCP connections (one connection's buffers cap
+    /// the rate over a long round trip).
+    pub const LANE_OF: &str = "x-mover-lane-of";
     /// On a whole-file read: trailer with the BLAKE3 (hex) of the whole file.
     pub const BLAKE3: &str = "x-mover-blake3";
     /// On a read: the file's total size.

@@ -43,7 +43,8 @@ fn help_and_version() {
                 "service",
                 "start",
                 "status",
-                "stop"
+                "stop",
+                "update"
             ]
         );
         assert_eq!(

@@ -11,6 +11,7 @@ mod durability;
 mod edge;
 mod faults;
 mod incremental;
+mod lanes;
 mod metrics;
 mod resume;
 mod security;

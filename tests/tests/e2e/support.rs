@@ -681,6 +681,8 @@ pub struct Forwarder {
     frozen: Arc<std::sync::atomic::AtomicBool>,
     up: Arc<std::sync::atomic::AtomicU64>,
     live: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    /// Every connection made, with the bytes the agent sent on it.
+    conns: Arc<Mutex<Vec<(std::net::TcpStream, Arc<std::sync::atomic::AtomicU64>)>>>,
 }
 
 impl Forwarder {
@@ -691,19 +693,29 @@ impl Forwarder {
         let frozen = Arc::new(AtomicBool::new(false));
         let up = Arc::new(AtomicU64::new(0));
         let live: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let (flag, target, counter, sockets) =
-            (frozen.clone(), target.to_owned(), up.clone(), live.clone());
+        let conns: Arc<Mutex<Vec<(std::net::TcpStream, Arc<AtomicU64>)>>> = Arc::default();
+        let (flag, target, counter, sockets, all) = (
+            frozen.clone(),
+            target.to_owned(),
+            up.clone(),
+            live.clone(),
+            conns.clone(),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(upstream) = std::net::TcpStream::connect(&target) else {
                     continue;
                 };
                 sockets.lock().unwrap().push(client.try_clone().unwrap());
+                let mine = Arc::new(AtomicU64::new(0));
+                all.lock()
+                    .unwrap()
+                    .push((client.try_clone().unwrap(), mine.clone()));
                 for (mut from, mut to, count) in [
                     (
                         client.try_clone().unwrap(),
                         upstream.try_clone().unwrap(),
-                        Some(counter.clone()),
+                        Some((counter.clone(), mine)),
                     ),
                     (upstream, client, None),
                 ] {
@@ -719,8 +731,9 @@ impl Forwarder {
                             while flag.load(Ordering::Relaxed) {
                                 std::thread::sleep(Duration::from_millis(100));
                             }
-                            if let Some(c) = &count {
-                                c.fetch_add(n as u64, Ordering::Relaxed);
+                            if let Some((total, mine)) = &count {
+                                total.fetch_add(n as u64, Ordering::Relaxed);
+                                mine.fetch_add(n as u64, Ordering::Relaxed);
                             }
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
@@ -736,6 +749,24 @@ impl Forwarder {
             frozen,
             up,
             live,
+            conns,
+        }
+    }
+
+    /// Bytes the agent sent on each connection made so far, in the order they were made.
+    pub fn per_connection(&self) -> Vec<u64> {
+        self.conns
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Closes the `i`th connection made.
+    pub fn cut_connection(&self, i: usize) {
+        if let Some((s, _)) = self.conns.lock().unwrap().get(i) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 

@@ -46,6 +46,7 @@ fn view(row: &ConnectorRow, app: &App) -> Connector {
             .as_ref()
             .map(|l| l.since.clone())
             .or_else(|| row.last_seen.clone()),
+        connections: live.as_ref().map_or(0, |l| l.client.lanes()),
     }
 }
 
@@ -74,6 +75,7 @@ pub async fn all(app: &App) -> Result<Vec<Connector>, ApiError> {
         host: Some(l.info.host),
         roots: l.info.roots,
         last_seen: Some(l.since),
+        connections: l.client.lanes(),
     }));
     Ok(out)
 }
