@@ -224,8 +224,21 @@ fn check_regular(meta: &Metadata, shown: &str) -> Result<(), PathError> {
 pub enum ReadEnd {
     /// Every byte sent; the whole file's BLAKE3 when the read reached its end from any offset.
     Complete(Option<blake3::Hash>),
+    /// Every byte of a BLAKE3 subtree sent, with the subtree's chaining value.
+    Subtree([u8; 32]),
     /// The file changed size or time while it was read.
     Changed,
+}
+
+/// Whether `len` bytes from `start` form a BLAKE3 subtree other than the whole file: what a
+/// ranged read with its own hash must be, so the receiver can merge the parts into the file's
+/// hash without reading it again.
+pub fn is_subtree(start: u64, len: u64, size: u64) -> bool {
+    let chunk = blake3::guts::CHUNK_LEN as u64;
+    len > 0
+        && start % chunk == 0
+        && !(start == 0 && len == size)
+        && blake3::hazmat::max_subtree_len(start).is_none_or(|max| len <= max)
 }
 
 /// Streams `len` bytes from `start`, hashing the whole file when the read runs to its end, at
@@ -235,15 +248,41 @@ pub enum ReadEnd {
 /// Pacing here, at the sender, keeps a job's bandwidth limit from filling the office uplink's
 /// buffers and the HTTP/2 window with bytes Bifrost would only read later.
 pub fn stream_file(
+    open: OpenFile,
+    start: u64,
+    len: u64,
+    rate: Option<u64>,
+    send: impl FnMut(Bytes) -> bool,
+) -> std::io::Result<Option<ReadEnd>> {
+    stream(open, start, len, rate, false, send)
+}
+
+/// Streams a BLAKE3 subtree (see [`is_subtree`]) and ends with its chaining value.
+pub fn stream_subtree(
+    open: OpenFile,
+    start: u64,
+    len: u64,
+    send: impl FnMut(Bytes) -> bool,
+) -> std::io::Result<Option<ReadEnd>> {
+    stream(open, start, len, None, true, send)
+}
+
+fn stream(
     mut open: OpenFile,
     start: u64,
     len: u64,
     rate: Option<u64>,
+    subtree: bool,
     mut send: impl FnMut(Bytes) -> bool,
 ) -> std::io::Result<Option<ReadEnd>> {
+    use blake3::hazmat::HasherExt;
     let to_end = start + len == open.size;
-    let mut hasher = to_end.then(blake3::Hasher::new);
-    if let Some(h) = hasher.as_mut() {
+    let mut hasher = (to_end || subtree).then(blake3::Hasher::new);
+    if subtree {
+        if let Some(h) = hasher.as_mut() {
+            h.set_input_offset(start);
+        }
+    } else if let Some(h) = hasher.as_mut() {
         // A resumed read still proves the whole file: hash the prefix the receiver already has.
         let mut prefix = (&mut open.file).take(start);
         std::io::copy(&mut prefix, h)?;
@@ -277,6 +316,9 @@ pub fn stream_file(
     let now = open.file.metadata()?;
     if now.len() != open.size || now.modified().ok() != open.modified {
         return Ok(Some(ReadEnd::Changed));
+    }
+    if subtree {
+        return Ok(hasher.map(|h| ReadEnd::Subtree(h.finalize_non_root())));
     }
     Ok(Some(ReadEnd::Complete(hasher.map(|h| h.finalize()))))
 }
@@ -344,6 +386,46 @@ mod tests {
             Some(ReadEnd::Complete(Some(h))) => assert_eq!(h, blake3::hash(&data)),
             _ => panic!("expected a whole-file hash"),
         }
+    }
+
+    #[test]
+    fn subtree_reads_end_with_the_parts_chaining_value() {
+        use blake3::hazmat::{merge_subtrees_root, HasherExt, Mode};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let size = data.len() as u64;
+        let left = blake3::hazmat::left_subtree_len(size);
+        let mut cvs = Vec::new();
+        for (start, len) in [(0, left), (left, size - left)] {
+            assert!(is_subtree(start, len, size));
+            let mut got = Vec::new();
+            let open = open_file(&path, "f").unwrap();
+            let end = stream_subtree(open, start, len, |b| {
+                got.extend_from_slice(&b);
+                true
+            })
+            .unwrap();
+            assert_eq!(got, data[start as usize..(start + len) as usize]);
+            let Some(ReadEnd::Subtree(cv)) = end else {
+                panic!("expected a chaining value")
+            };
+            let mut h = blake3::Hasher::new();
+            h.set_input_offset(start);
+            h.update(&got);
+            assert_eq!(cv, h.finalize_non_root());
+            cvs.push(cv);
+        }
+        assert_eq!(
+            merge_subtrees_root(&cvs[0], &cvs[1], Mode::Hash),
+            blake3::hash(&data)
+        );
+        // Not subtrees: unaligned, too long for their offset, or the whole file.
+        assert!(!is_subtree(1000, 1024, size));
+        assert!(!is_subtree(1024, 4096, size));
+        assert!(!is_subtree(0, size, size));
+        assert!(!is_subtree(0, 0, size));
     }
 }
 

@@ -223,11 +223,13 @@ async fn files(
     let mut path = None;
     let mut cursor = None;
     let mut rate = None;
+    let mut subtree = false;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "path" => path = Some(Ok(std::path::PathBuf::from(v.into_owned()))),
             "path_b64" => path = Some(crate::paths::from_b64(&v)),
             "cursor" => cursor = Some(v.into_owned()),
+            "subtree" => subtree = v == "1",
             "rate" => match v.parse::<u64>() {
                 Ok(r) if r > 0 => rate = Some(r),
                 _ => {
@@ -273,7 +275,7 @@ async fn files(
                 }
                 Ok(json(StatusCode::OK, &page))
             }
-            _ => read(&shared, &real, &path, range, rate),
+            _ => read(&shared, &real, &path, range, rate, subtree),
         }
     });
     match work.await {
@@ -323,6 +325,7 @@ fn read(
     shown: &str,
     range: Option<HeaderValue>,
     rate: Option<u64>,
+    subtree: bool,
 ) -> Result<Response<Body>, PathError> {
     let open = fsops::open_file(real, shown)?;
     let size = open.size;
@@ -343,10 +346,21 @@ fn read(
             return Ok(res);
         }
     };
-    let _ = shared.activity.send(Activity::Upload {
-        path: shown.to_owned(),
-    });
-    tracing::info!(path = %shown, start, end, rate, "read");
+    if subtree && (rate.is_some() || !fsops::is_subtree(start, end - start, size)) {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "bytes {start}-{end} of {size} are not a BLAKE3 subtree (or a rate was given)"
+            ),
+        ));
+    }
+    // One line per file: the parts of a file read in parallel are one upload.
+    if start == 0 || !subtree {
+        let _ = shared.activity.send(Activity::Upload {
+            path: shown.to_owned(),
+        });
+    }
+    tracing::info!(path = %shown, start, end, rate, subtree, "read");
     let modified = open.modified.and_then(fsops::rfc3339);
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
     let guard = ReadGuard::new(&shared.reads);
@@ -354,14 +368,19 @@ fn read(
     let stream = move || {
         let _guard = guard;
         let data_tx = tx.clone();
-        let result = fsops::stream_file(open, start, end - start, rate, |b| {
+        let send = |b: Bytes| {
             let n = b.len() as u64;
             let ok = data_tx.blocking_send(Ok(Frame::data(b))).is_ok();
             if ok {
                 sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
             ok
-        });
+        };
+        let result = if subtree {
+            fsops::stream_subtree(open, start, end - start, send)
+        } else {
+            fsops::stream_file(open, start, end - start, rate, send)
+        };
         let mut trailers = HeaderMap::new();
         match result {
             Ok(None) => return,
@@ -369,6 +388,10 @@ fn read(
                 trailers.insert(header::BLAKE3, hv(&hash.to_hex()));
             }
             Ok(Some(ReadEnd::Complete(None))) => {}
+            Ok(Some(ReadEnd::Subtree(cv))) => {
+                let hex: String = cv.iter().map(|b| format!("{b:02x}")).collect();
+                trailers.insert(header::SUBTREE_CV, hv(&hex));
+            }
             Ok(Some(ReadEnd::Changed)) => {
                 trailers.insert(
                     header::READ_ERROR,

@@ -179,6 +179,21 @@ impl AgentClient {
         self.stream(req).await
     }
 
+    /// Reads `len` bytes from `start`, a subtree of the file's BLAKE3 tree: the answer's
+    /// trailer carries the part's chaining value.
+    pub async fn read_part(
+        &self,
+        path: &RawPath,
+        start: u64,
+        len: u64,
+    ) -> Result<Response<Incoming>, AgentError> {
+        let query = vec![path.query_pair(), ("subtree", "1".to_owned())];
+        let last = start + len.saturating_sub(1);
+        let req = Request::get(Self::uri(route::READ, &query))
+            .header(http::header::RANGE, format!("bytes={start}-{last}"));
+        self.stream(req).await
+    }
+
     /// Opens the agent's event stream.
     pub async fn events(&self) -> Result<Response<Incoming>, AgentError> {
         self.stream(Request::get(Self::uri::<&str>(route::EVENTS, &[])))

@@ -2,6 +2,7 @@
 
 mod copy;
 mod limit;
+mod tree;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -39,6 +39,9 @@ pub mod header {
     pub const LANE_OF: &str = "x-mover-lane-of";
     /// On a whole-file read: trailer with the BLAKE3 (hex) of the whole file.
     pub const BLAKE3: &str = "x-mover-blake3";
+    /// On a read with `subtree=1`: trailer with the BLAKE3 chaining value (hex) of the range,
+    /// a subtree of the file's hash tree, so parts read in parallel prove the whole file.
+    pub const SUBTREE_CV: &str = "x-mover-subtree-cv";
     /// On a read: the file's total size.
     pub const SIZE: &str = "x-mover-size";
     /// On a read: the file's modification time (RFC 3339, nanoseconds).

@@ -82,3 +82,73 @@ fn reads_spread_over_lanes_and_losing_one_fails_no_file() {
     });
     assert_eq!(link.per_connection().len(), 4);
 }
+
+/// A big file goes in parts over the lanes; a Bifrost killed mid-file fetches only the parts
+/// it had not synced, and the recorded BLAKE3 is the whole file's.
+#[test]
+fn a_big_file_in_parts_resumes_after_bifrost_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let mut bifrost = Bifrost::start(dir.path(), &ca);
+    let link = Forwarder::new(&bifrost.addr);
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    // Not a power of two: the last parts are uneven subtrees. A run of zeros stays a hole.
+    let mut big = noise(100 * (1 << 20) + 12345, 9);
+    big[(40 << 20)..(50 << 20)].fill(0);
+    std::fs::write(share.join("big"), &big).unwrap();
+    let relay = format!("https://127.0.0.1:{}", link.port);
+    let agent = Agent::start(
+        &dir.path().join("home"),
+        &[
+            "--relay",
+            &relay,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+            "--share",
+            share.to_str().unwrap(),
+        ],
+    );
+    let id = bifrost.authorize(&agent.key(), "parts")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bifrost.wait_connector("three connections", |c| {
+        c["id"] == id.as_str() && c["connections"] == 3
+    });
+    // About 4 s for the file on three lanes: room to kill Bifrost half way.
+    link.throttle(8 << 20);
+    let dest = dir.path().join("dest");
+    let job = bifrost.create_job(&id, &[share.join("big").to_str().unwrap()], &dest, None);
+    let size = big.len() as u64;
+    wait_for(Duration::from_secs(30), "half of the file", || {
+        (link.bytes_up() > size / 2).then_some(())
+    });
+    bifrost.restart(&ca);
+    let journal = dest.join(".big.mover-part.parts");
+    let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+    assert!(lines > 3, "the journal holds finished parts: {lines} lines");
+    let done = bifrost.wait_job(&job, Duration::from_secs(60));
+    assert_eq!(done["state"], "completed", "{done}");
+    let got = std::fs::read(dest.join("big")).unwrap();
+    assert!(got == big, "the copy differs");
+    let files = bifrost.files(&job);
+    assert_eq!(
+        files[0]["blake3"],
+        blake3::hash(&big).to_hex().to_string(),
+        "{files:?}"
+    );
+    assert!(
+        !journal.exists(),
+        "the journal is removed with the part file"
+    );
+    let up = link.bytes_up();
+    assert!(
+        up < size + size * 3 / 10,
+        "{up} bytes crossed the link for a {size}-byte file"
+    );
+    // The zeros were not written: the copy is sparse.
+    use std::os::unix::fs::MetadataExt;
+    let blocks = std::fs::metadata(dest.join("big")).unwrap().blocks() * 512;
+    assert!(blocks < size - (8 << 20), "{blocks} bytes allocated");
+}

@@ -683,6 +683,8 @@ pub struct Forwarder {
     live: Arc<Mutex<Vec<std::net::TcpStream>>>,
     /// Every connection made, with the bytes the agent sent on it.
     conns: Arc<Mutex<Vec<(std::net::TcpStream, Arc<std::sync::atomic::AtomicU64>)>>>,
+    /// Bytes per second each connection may carry towards Bifrost; 0 is unlimited.
+    rate: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Forwarder {
@@ -694,12 +696,14 @@ impl Forwarder {
         let up = Arc::new(AtomicU64::new(0));
         let live: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
         let conns: Arc<Mutex<Vec<(std::net::TcpStream, Arc<AtomicU64>)>>> = Arc::default();
-        let (flag, target, counter, sockets, all) = (
+        let rate = Arc::new(AtomicU64::new(0));
+        let (flag, target, counter, sockets, all, limit) = (
             frozen.clone(),
             target.to_owned(),
             up.clone(),
             live.clone(),
             conns.clone(),
+            rate.clone(),
         );
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -720,9 +724,12 @@ impl Forwarder {
                     (upstream, client, None),
                 ] {
                     let flag = flag.clone();
+                    let limit = limit.clone();
                     std::thread::spawn(move || {
                         use std::io::Write;
                         let mut buf = vec![0u8; 64 * 1024];
+                        let began = Instant::now();
+                        let mut moved = 0u64;
                         loop {
                             let n = match from.read(&mut buf) {
                                 Ok(0) | Err(_) => break,
@@ -734,6 +741,14 @@ impl Forwarder {
                             if let Some((total, mine)) = &count {
                                 total.fetch_add(n as u64, Ordering::Relaxed);
                                 mine.fetch_add(n as u64, Ordering::Relaxed);
+                                moved += n as u64;
+                                let rate = limit.load(Ordering::Relaxed);
+                                if rate > 0 {
+                                    let due = Duration::from_secs_f64(moved as f64 / rate as f64);
+                                    if let Some(wait) = due.checked_sub(began.elapsed()) {
+                                        std::thread::sleep(wait);
+                                    }
+                                }
                             }
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
@@ -750,7 +765,14 @@ impl Forwarder {
             up,
             live,
             conns,
+            rate,
         }
+    }
+
+    /// Caps each connection's rate towards Bifrost (bytes per second), like a slow uplink.
+    pub fn throttle(&self, bytes_per_sec: u64) {
+        self.rate
+            .store(bytes_per_sec, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Bytes the agent sent on each connection made so far, in the order they were made.

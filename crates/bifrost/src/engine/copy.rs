@@ -1,5 +1,6 @@
 //! Copying one file: resume from a partial temp file, verify BLAKE3, fsync, keep mtime, rename.
 
+use std::collections::BTreeMap;
 use std::io::SeekFrom;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use mover_proto::{header, route, FileHash};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::limit::Limiter;
+use super::tree;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::metrics::Meter;
 use crate::store::PendingFile;
@@ -233,6 +235,21 @@ async fn copy_inner(
         .await
         .map(|m| m.len())
         .unwrap_or(0);
+    // A big file over several lanes goes in parts, each on its own stream; a job with a
+    // bandwidth limit is paced anyway and keeps to one stream (and its byte-exact resume).
+    // A file begun in parts goes on in parts, even before the lanes are back.
+    let begun_in_parts = tokio::fs::try_exists(parts_journal(&partial))
+        .await
+        .unwrap_or(false);
+    if limiter.is_none() && file.size > SPLIT_MIN && (client.lanes() > 1 || begun_in_parts) {
+        let add = |n: u64| {
+            meter.inflight.fetch_add(n, Ordering::Relaxed);
+            counted.fetch_add(n, Ordering::Relaxed);
+        };
+        if let Some(a) = copy_in_parts(client, file, meter, &add, &partial).await? {
+            return finish(a, file, mode, &partial, &dest, &parent, note).await;
+        }
+    }
     let mut offset = if have > 0 && have < file.size {
         have
     } else {
@@ -382,30 +399,318 @@ async fn copy_inner(
             written
         )));
     }
-    out.sync_all()
+    let assembled = Assembled {
+        out,
+        size,
+        blake3: got,
+        modified,
+    };
+    finish(assembled, file, mode, &partial, &dest, &parent, note).await
+}
+
+/// A verified copy in its temporary file.
+struct Assembled {
+    out: tokio::fs::File,
+    size: u64,
+    blake3: String,
+    modified: Option<time::OffsetDateTime>,
+}
+
+/// Makes a verified copy durable and puts it in place: fsync, modification time, journal,
+/// rename, folder fsync.
+async fn finish(
+    a: Assembled,
+    file: &PendingFile,
+    mode: &Mode,
+    partial: &Path,
+    dest: &Path,
+    parent: &Path,
+    note: Option<String>,
+) -> Result<Copied, CopyError> {
+    a.out
+        .sync_all()
         .await
-        .map_err(|e| local(e, "sync", &partial))?;
-    drop(out);
-    if let Some(m) = modified {
-        let (p, t) = (partial.clone(), file_time(m));
+        .map_err(|e| local(e, "sync", partial))?;
+    drop(a.out);
+    if let Some(m) = a.modified {
+        let (p, t) = (partial.to_path_buf(), file_time(m));
         tokio::task::spawn_blocking(move || filetime::set_file_mtime(&p, t))
             .await
             .map_err(|e| CopyError::Retry(e.to_string()))?
-            .map_err(|e| local(e, "set the modification time of", &partial))?;
+            .map_err(|e| local(e, "set the modification time of", partial))?;
     }
     mode.store
-        .mark_verified(mode.job.clone(), file.seq, got.clone())
+        .mark_verified(mode.job.clone(), file.seq, a.blake3.clone())
         .await
         .map_err(|e| CopyError::Retry(e.to_string()))?;
-    tokio::fs::rename(&partial, &dest)
+    let _ = tokio::fs::remove_file(parts_journal(partial)).await;
+    tokio::fs::rename(partial, dest)
         .await
-        .map_err(|e| local(e, "rename into", &dest))?;
-    if let Ok(dir) = tokio::fs::File::open(&parent).await {
+        .map_err(|e| local(e, "rename into", dest))?;
+    if let Ok(dir) = tokio::fs::File::open(parent).await {
         let _ = dir.sync_all().await;
     }
     Ok(Copied::Done {
-        size,
-        blake3: got,
+        size: a.size,
+        blake3: a.blake3,
         note,
     })
+}
+
+/// Files bigger than this are read in parts when the tunnel has lanes.
+const SPLIT_MIN: u64 = 64 << 20;
+/// Parts in flight per connection: one streaming while the next one's request goes out.
+const PARTS_PER_LANE: usize = 2;
+
+/// The journal of a partial file's finished parts, beside it: a header line with the
+/// source's size and modification time, then one line per part (`START LEN CV`), each written
+/// after the part's bytes were synced, so a restarted Bifrost fetches only the missing parts.
+fn parts_journal(partial: &Path) -> std::path::PathBuf {
+    let mut name = partial.file_name().unwrap_or_default().to_os_string();
+    name.push(".parts");
+    partial.with_file_name(name)
+}
+
+fn journal_header(size: u64, modified: Option<&str>) -> String {
+    format!("mover-parts 1 {size} {}\n", modified.unwrap_or("-"))
+}
+
+/// The finished parts a journal records for this version of the source.
+fn read_journal(text: &str, header: &str, parts: &[(u64, u64)]) -> BTreeMap<u64, [u8; 32]> {
+    let mut done = BTreeMap::new();
+    let mut lines = text.lines();
+    if lines.next().map(|l| format!("{l}\n")) != Some(header.to_owned()) {
+        return done;
+    }
+    let known: std::collections::HashMap<u64, u64> = parts.iter().copied().collect();
+    for line in lines {
+        let mut f = line.split(' ');
+        let (Some(start), Some(len), Some(cv)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (Ok(start), Ok(len), Some(cv)) = (start.parse(), len.parse(), tree::parse_cv(cv))
+        else {
+            continue;
+        };
+        if known.get(&start) == Some(&len) {
+            done.insert(start, cv);
+        }
+    }
+    done
+}
+
+/// Copies a big file in parts spread over the tunnel's lanes, resuming from the parts
+/// journal; `None` when the file turns out too small to split.
+async fn copy_in_parts(
+    client: &AgentClient,
+    file: &PendingFile,
+    meter: &Meter,
+    add: &(dyn Fn(u64) + Sync),
+    partial: &Path,
+) -> Result<Option<Assembled>, CopyError> {
+    use futures_util::StreamExt;
+    let entry: mover_proto::Entry = client
+        .get_json(route::STAT, &[file.source.query_pair()])
+        .await
+        .map_err(from_agent)?;
+    let size = entry.size;
+    if size <= SPLIT_MIN {
+        return Ok(None);
+    }
+    let parts = tree::parts(size);
+    let header = journal_header(size, entry.modified.as_deref());
+    let journal = parts_journal(partial);
+    let previous = tokio::fs::read_to_string(&journal)
+        .await
+        .unwrap_or_default();
+    let same_len = tokio::fs::metadata(partial)
+        .await
+        .is_ok_and(|m| m.len() == size);
+    let mut cvs = if same_len {
+        read_journal(&previous, &header, &parts)
+    } else {
+        BTreeMap::new()
+    };
+    if cvs.is_empty() {
+        // A fresh start: a temporary file of the final length (holes until written) and a
+        // journal for this version of the source.
+        let f = tokio::fs::File::create(partial)
+            .await
+            .map_err(|e| local(e, "create", partial))?;
+        f.set_len(size)
+            .await
+            .map_err(|e| local(e, "extend", partial))?;
+        tokio::fs::write(&journal, &header)
+            .await
+            .map_err(|e| local(e, "write", &journal))?;
+    }
+    add(cvs.keys().map(|s| parts_len(&parts, *s)).sum());
+    let mut log = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .await
+        .map_err(|e| local(e, "open", &journal))?;
+    let todo: Vec<(u64, u64)> = parts
+        .iter()
+        .copied()
+        .filter(|(start, _)| !cvs.contains_key(start))
+        .collect();
+    let in_flight = (client.lanes() * PARTS_PER_LANE).clamp(2, 16);
+    let modified = entry.modified.clone();
+    let mut fetches = futures_util::stream::iter(todo)
+        .map(|(start, len)| {
+            fetch_part(
+                client,
+                file,
+                meter,
+                add,
+                partial,
+                (start, len),
+                (size, modified.as_deref()),
+            )
+        })
+        .buffer_unordered(in_flight);
+    let mut progressed = false;
+    while let Some(result) = fetches.next().await {
+        let (start, len, cv) = match result {
+            Ok(done) => done,
+            Err((e, moved)) => {
+                progressed |= moved;
+                return Err(match e {
+                    CopyError::Retry(reason) if progressed => CopyError::Interrupted(reason),
+                    e => e,
+                });
+            }
+        };
+        progressed = true;
+        let hex: String = cv.iter().map(|b| format!("{b:02x}")).collect();
+        log.write_all(format!("{start} {len} {hex}\n").as_bytes())
+            .await
+            .map_err(|e| local(e, "write", &journal))?;
+        cvs.insert(start, cv);
+    }
+    drop(fetches);
+    let Some(hash) = tree::root(size, &cvs) else {
+        return Err(CopyError::Retry("a part of the file is missing".into()));
+    };
+    let out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(partial)
+        .await
+        .map_err(|e| local(e, "open", partial))?;
+    Ok(Some(Assembled {
+        out,
+        size,
+        blake3: hash.to_hex().to_string(),
+        modified: modified.as_deref().and_then(parse_time),
+    }))
+}
+
+fn parts_len(parts: &[(u64, u64)], start: u64) -> u64 {
+    parts
+        .iter()
+        .find(|(s, _)| *s == start)
+        .map_or(0, |(_, len)| *len)
+}
+
+/// Fetches, writes and syncs one part; the error says whether bytes had arrived.
+async fn fetch_part(
+    client: &AgentClient,
+    file: &PendingFile,
+    meter: &Meter,
+    add: &(dyn Fn(u64) + Sync),
+    partial: &Path,
+    (start, len): (u64, u64),
+    (size, modified): (u64, Option<&str>),
+) -> Result<(u64, u64, [u8; 32]), (CopyError, bool)> {
+    use blake3::hazmat::HasherExt;
+    let fail = |e| (e, false);
+    let mut res = client
+        .read_part(&file.source, start, len)
+        .await
+        .map_err(|e| fail(from_agent(e)))?;
+    if res.status() != StatusCode::PARTIAL_CONTENT {
+        return Err(fail(CopyError::Retry(
+            "the agent did not answer with the part asked for".into(),
+        )));
+    }
+    let h = res.headers();
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if text(header::SIZE).and_then(|s| s.parse::<u64>().ok()) != Some(size)
+        || text(header::MODIFIED).as_deref() != modified
+    {
+        return Err(fail(CopyError::Changed("changed during copy".into())));
+    }
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .open(partial)
+        .await
+        .map_err(|e| fail(local(e, "open", partial)))?;
+    out.seek(SeekFrom::Start(start))
+        .await
+        .map_err(|e| fail(local(e, "seek in", partial)))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.set_input_offset(start);
+    let mut written = 0u64;
+    let mut writer = tokio::io::BufWriter::with_capacity(1024 * 1024, &mut out);
+    let mut trailers = None;
+    while let Some(frame) = res.body_mut().frame().await {
+        match frame.map(|f| f.into_data()) {
+            Ok(Ok(data)) => {
+                hasher.update(&data);
+                if data.len() >= SPARSE_MIN && data.iter().all(|&b| b == 0) {
+                    writer
+                        .seek(SeekFrom::Start(start + written + data.len() as u64))
+                        .await
+                        .map_err(|e| (local(e, "seek in", partial), written > 0))?;
+                } else {
+                    writer
+                        .write_all(&data)
+                        .await
+                        .map_err(|e| (local(e, "write", partial), written > 0))?;
+                }
+                written += data.len() as u64;
+                add(data.len() as u64);
+                meter
+                    .received
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            Ok(Err(f)) => trailers = f.into_trailers().ok(),
+            Err(e) => {
+                let reason = format!("connection to the agent failed mid-file: {e}");
+                return Err((CopyError::Retry(reason), written > 0));
+            }
+        }
+    }
+    writer
+        .flush()
+        .await
+        .map_err(|e| (local(e, "write", partial), true))?;
+    drop(writer);
+    let trailers = trailers.unwrap_or_default();
+    if let Some(err) = trailers
+        .get(header::READ_ERROR)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Err((CopyError::Changed(err.to_owned()), true));
+    }
+    let theirs = trailers
+        .get(header::SUBTREE_CV)
+        .and_then(|v| v.to_str().ok())
+        .and_then(tree::parse_cv);
+    let ours = hasher.finalize_non_root();
+    if written != len || theirs != Some(ours) {
+        return Err((
+            CopyError::Retry(format!(
+                "checksum mismatch in bytes {start}..{} ({written} of {len} arrived)",
+                start + len
+            )),
+            true,
+        ));
+    }
+    // The journal line that follows promises these bytes are on disk.
+    out.sync_data()
+        .await
+        .map_err(|e| (local(e, "sync", partial), true))?;
+    Ok((start, len, ours))
 }
