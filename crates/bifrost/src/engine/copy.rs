@@ -193,9 +193,12 @@ async fn copy_inner(
         });
     }
     let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
-    tokio::fs::create_dir_all(&parent)
-        .await
-        .map_err(|e| local(e, "create folder", &parent))?;
+    // Small files make their folder in their one blocking step below.
+    if file.size > SMALL_FILE {
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| local(e, "create folder", &parent))?;
+    }
     // Verified and renamed by a Bifrost that died before recording it: it is this job's copy.
     if let Some(blake3) = &file.verified {
         if same_file(&dest, file.size, file.modified.as_deref()) {
@@ -219,7 +222,8 @@ async fn copy_inner(
         }
         _ => {}
     }
-    let existed = tokio::fs::symlink_metadata(&dest).await.is_ok();
+    // One quick metadata call: not worth a hop to the blocking pool per file.
+    let existed = std::fs::symlink_metadata(&dest).is_ok();
     let note = match (rerun, existed) {
         (true, true) => Some("changed at the source since the last run".to_owned()),
         (true, false) => Some("new since the last run".to_owned()),
@@ -231,6 +235,30 @@ async fn copy_inner(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let partial = parent.join(format!(".{name}.mover-part"));
+    if file.size <= SMALL_FILE {
+        let target = Target {
+            dest: &dest,
+            parent: &parent,
+            partial: &partial,
+        };
+        if let Some(done) = copy_small(
+            client,
+            file,
+            meter,
+            counted,
+            limiter,
+            mode,
+            target,
+            note.clone(),
+        )
+        .await?
+        {
+            return Ok(done);
+        }
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| local(e, "create folder", &parent))?;
+    }
     let have = tokio::fs::metadata(&partial)
         .await
         .map(|m| m.len())
@@ -404,6 +432,7 @@ async fn copy_inner(
         size,
         blake3: got,
         modified,
+        in_parts: false,
     };
     finish(assembled, file, mode, &partial, &dest, &parent, note).await
 }
@@ -414,6 +443,8 @@ struct Assembled {
     size: u64,
     blake3: String,
     modified: Option<time::OffsetDateTime>,
+    /// Copied in parts: a parts journal is beside it.
+    in_parts: bool,
 }
 
 /// Makes a verified copy durable and puts it in place: fsync, modification time, journal,
@@ -443,7 +474,9 @@ async fn finish(
         .mark_verified(mode.job.clone(), file.seq, a.blake3.clone())
         .await
         .map_err(|e| CopyError::Retry(e.to_string()))?;
-    let _ = tokio::fs::remove_file(parts_journal(partial)).await;
+    if a.in_parts {
+        let _ = tokio::fs::remove_file(parts_journal(partial)).await;
+    }
     tokio::fs::rename(partial, dest)
         .await
         .map_err(|e| local(e, "rename into", dest))?;
@@ -455,6 +488,132 @@ async fn finish(
         blake3: a.blake3,
         note,
     })
+}
+
+/// Files up to this size are read whole into memory and written, synced and renamed in one
+/// blocking step: with many small files, the hops to the blocking pool per file operation
+/// cost more than the copying.
+const SMALL_FILE: u64 = 1 << 20;
+
+/// Where a copy goes.
+struct Target<'a> {
+    dest: &'a Path,
+    parent: &'a Path,
+    partial: &'a Path,
+}
+
+/// Copies a small file: read whole, verified, then written and put in place with one hop to
+/// the blocking pool on each side of the journal entry. `None` when the file has grown too big
+/// to hold in memory since it was listed: it is then streamed like a big one.
+#[allow(clippy::too_many_arguments)]
+async fn copy_small(
+    client: &AgentClient,
+    file: &PendingFile,
+    meter: &Meter,
+    counted: &AtomicU64,
+    limiter: Option<&Limiter>,
+    mode: &Mode,
+    t: Target<'_>,
+    note: Option<String>,
+) -> Result<Option<Copied>, CopyError> {
+    let mut res = client
+        .read(&file.source, 0, limiter.map(Limiter::rate))
+        .await
+        .map_err(from_agent)?;
+    let h = res.headers();
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(size) = text(header::SIZE).and_then(|s| s.parse::<u64>().ok()) else {
+        return Err(CopyError::Failed(
+            "the agent did not say the file's size".into(),
+        ));
+    };
+    let modified = text(header::MODIFIED).as_deref().and_then(parse_time);
+    if size > 4 * SMALL_FILE {
+        return Ok(None);
+    }
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut hasher = blake3::Hasher::new();
+    let mut trailers = None;
+    while let Some(frame) = res.body_mut().frame().await {
+        match frame.map(|f| f.into_data()) {
+            Ok(Ok(chunk)) => {
+                if let Some(l) = limiter {
+                    l.take(chunk.len() as u64).await;
+                }
+                if data.len() as u64 + chunk.len() as u64 > size {
+                    return Err(CopyError::Changed("changed during copy".into()));
+                }
+                hasher.update(&chunk);
+                data.extend_from_slice(&chunk);
+                let n = chunk.len() as u64;
+                meter.inflight.fetch_add(n, Ordering::Relaxed);
+                counted.fetch_add(n, Ordering::Relaxed);
+                meter.received.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(Err(f)) => trailers = f.into_trailers().ok(),
+            Err(e) => {
+                return Err(CopyError::Retry(format!(
+                    "connection to the agent failed mid-file: {e}"
+                )))
+            }
+        }
+    }
+    let trailers = trailers.unwrap_or_default();
+    if let Some(err) = trailers
+        .get(header::READ_ERROR)
+        .and_then(|v| v.to_str().ok())
+    {
+        return Err(CopyError::Changed(err.to_owned()));
+    }
+    let Some(expected) = trailers.get(header::BLAKE3).and_then(|v| v.to_str().ok()) else {
+        return Err(CopyError::Retry("the agent sent no checksum".into()));
+    };
+    let got = hasher.finalize().to_hex().to_string();
+    if got != expected || data.len() as u64 != size {
+        return Err(CopyError::Retry(format!(
+            "checksum mismatch (got {} of {size} bytes)",
+            data.len()
+        )));
+    }
+    let (parent, partial) = (t.parent.to_path_buf(), t.partial.to_path_buf());
+    tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
+        use std::io::Write;
+        std::fs::create_dir_all(&parent).map_err(|e| local(e, "create folder", &parent))?;
+        let mut f = std::fs::File::create(&partial).map_err(|e| local(e, "create", &partial))?;
+        f.write_all(&data)
+            .map_err(|e| local(e, "write", &partial))?;
+        f.sync_all().map_err(|e| local(e, "sync", &partial))?;
+        if let Some(m) = modified {
+            filetime::set_file_handle_times(&f, None, Some(file_time(m)))
+                .map_err(|e| local(e, "set the modification time of", &partial))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| CopyError::Retry(e.to_string()))??;
+    mode.store
+        .mark_verified(mode.job.clone(), file.seq, got.clone())
+        .await
+        .map_err(|e| CopyError::Retry(e.to_string()))?;
+    let (parent, partial, dest) = (
+        t.parent.to_path_buf(),
+        t.partial.to_path_buf(),
+        t.dest.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
+        std::fs::rename(&partial, &dest).map_err(|e| local(e, "rename into", &dest))?;
+        if let Ok(dir) = std::fs::File::open(&parent) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| CopyError::Retry(e.to_string()))??;
+    Ok(Some(Copied::Done {
+        size,
+        blake3: got,
+        note,
+    }))
 }
 
 /// Files bigger than this are read in parts when the tunnel has lanes.
@@ -603,6 +762,7 @@ async fn copy_in_parts(
         size,
         blake3: hash.to_hex().to_string(),
         modified: modified.as_deref().and_then(parse_time),
+        in_parts: true,
     }))
 }
 
