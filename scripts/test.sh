@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests, the Windows type-check,
-# the demo and the desktop app under Xvfb, exactly as CI runs it (.ci/run calls this after installing what it needs).
+# the demo, the desktop app under Xvfb and the packages (built, installed, signed), exactly as CI runs it (.ci/run calls this after installing what it needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mover-target}"
@@ -22,6 +22,8 @@ step "console tests in Chromium (Playwright)"
 (cd tests/console && npm ci --no-audit --no-fund --loglevel=error && npm test)
 step "desktop app under Xvfb (WebDriver, xdotool, xclip, dbus-send)"
 scripts/test-desktop.sh
+step "packages: build, inspect, install, run, sign and verify (scripts/test-packages.sh)"
+scripts/test-packages.sh
 step "tests (unit and end-to-end)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
