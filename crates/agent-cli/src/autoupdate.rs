@@ -154,11 +154,7 @@ pub async fn hand_over(
     home: &AgentHome,
     mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> HandOver {
-    // A new key was made at this start already; the new process must not make another.
-    let args: Vec<_> = std::env::args_os()
-        .skip(1)
-        .filter(|a| a != "--reset-key")
-        .collect();
+    let args = child_args(std::env::args_os().skip(1).collect());
     let version = &installed.version;
     let endpoint = home.control_endpoint();
     let mut child = match tokio::process::Command::new(&installed.install_path)
@@ -203,6 +199,17 @@ pub async fn hand_over(
         status = child.wait() => HandOver::Done(exit_code(status.ok())),
         _ = shutdown.as_mut() => HandOver::Done(stop_child(&mut child, &endpoint).await),
     }
+}
+
+/// The new version's arguments: this process's, without `--reset-key` (the key was made at
+/// this start already). A Windows service's `service run` becomes `start`: only the service
+/// manager can start a service's main, and this process stays the service, relaying its stop.
+fn child_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.len() >= 2 && args[0] == "service" && args[1] == "run" {
+        args.splice(0..2, [std::ffi::OsString::from("start")]);
+    }
+    args.retain(|a| a != "--reset-key");
+    args
 }
 
 /// Whether the agent behind `endpoint` is connected to Bifrost.
@@ -273,4 +280,28 @@ fn restore(previous: &Path, install_path: &Path) -> std::io::Result<()> {
         let _ = std::fs::remove_file(install_path);
     }
     std::fs::rename(previous, install_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<std::ffi::OsString> {
+        v.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    #[test]
+    fn the_new_version_starts_like_this_one_without_a_new_key() {
+        assert_eq!(
+            child_args(os(&[
+                "start",
+                "--relay",
+                "https://b",
+                "--reset-key",
+                "--auto-update"
+            ])),
+            os(&["start", "--relay", "https://b", "--auto-update"])
+        );
+        assert_eq!(child_args(os(&["service", "run"])), os(&["start"]));
+    }
 }

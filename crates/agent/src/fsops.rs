@@ -236,7 +236,7 @@ pub enum ReadEnd {
 pub fn is_subtree(start: u64, len: u64, size: u64) -> bool {
     let chunk = blake3::guts::CHUNK_LEN as u64;
     len > 0
-        && start % chunk == 0
+        && start.is_multiple_of(chunk)
         && !(start == 0 && len == size)
         && blake3::hazmat::max_subtree_len(start).is_none_or(|max| len <= max)
 }

@@ -682,10 +682,13 @@ pub struct Forwarder {
     up: Arc<std::sync::atomic::AtomicU64>,
     live: Arc<Mutex<Vec<std::net::TcpStream>>>,
     /// Every connection made, with the bytes the agent sent on it.
-    conns: Arc<Mutex<Vec<(std::net::TcpStream, Arc<std::sync::atomic::AtomicU64>)>>>,
+    conns: Connections,
     /// Bytes per second each connection may carry towards Bifrost; 0 is unlimited.
     rate: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Every connection through a forwarder, with the bytes the agent sent on it.
+type Connections = Arc<Mutex<Vec<(std::net::TcpStream, Arc<std::sync::atomic::AtomicU64>)>>>;
 
 impl Forwarder {
     pub fn new(target: &str) -> Self {
@@ -695,7 +698,7 @@ impl Forwarder {
         let frozen = Arc::new(AtomicBool::new(false));
         let up = Arc::new(AtomicU64::new(0));
         let live: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
-        let conns: Arc<Mutex<Vec<(std::net::TcpStream, Arc<AtomicU64>)>>> = Arc::default();
+        let conns: Connections = Arc::default();
         let rate = Arc::new(AtomicU64::new(0));
         let (flag, target, counter, sockets, all, limit) = (
             frozen.clone(),
