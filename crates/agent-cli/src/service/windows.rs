@@ -79,15 +79,18 @@ pub fn install(
         return Err(user_kind_refused());
     }
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let home = home();
-    let (config, _) = super::save_settings(settings, &home)?;
-    restrict(&home)?;
-
+    // First, so that without the right to create services nothing else is touched.
     let manager = ServiceManager::local_computer(
         None::<&str>,
         ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
     )
     .map_err(scm("cannot open the service manager"))?;
+    let home = home();
+    // Restricted before anything is written into it.
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    restrict(&home)?;
+    let (config, _) = super::save_settings(settings, &home)?;
+
     let info = ServiceInfo {
         name: NAME.into(),
         display_name: DISPLAY_NAME.into(),
