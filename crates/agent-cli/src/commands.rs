@@ -216,16 +216,20 @@ async fn open(request: Request, verb: Option<&str>) -> anyhow::Result<Option<Cli
 
 /// The system service's control channel, when it runs and this user may use it.
 async fn system_client() -> anyhow::Result<Option<Client>> {
-    if !cfg!(unix) {
-        return Ok(None);
-    }
     let endpoint = mover_agent::home::system_control();
     match Client::connect(&endpoint).await {
         Ok(c) => Ok(Some(c)),
         Err(ControlError::NotRunning) => Ok(None),
         Err(ControlError::Io(_, e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let who = if cfg!(windows) {
+                "Administrators (from an elevated prompt)"
+            } else if cfg!(target_os = "macos") {
+                "root (use sudo)"
+            } else {
+                "root and members of the group `mover-agent`"
+            };
             anyhow::bail!(
-                "the Mover Agent service runs, but only root and members of the group `mover-agent` may control it ({endpoint})"
+                "the Mover Agent service runs, but only {who} may control it ({endpoint})"
             )
         }
         Err(e) => Err(e.into()),
