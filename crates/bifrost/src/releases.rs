@@ -18,6 +18,20 @@ use crate::App;
 /// The feed's file name, in the releases folder and under `/updates/`.
 pub const FEED: &str = "feed.json";
 
+/// First parts of the target triples releases are built for.
+const ARCHES: &[&str] = &[
+    "x86_64",
+    "aarch64",
+    "i686",
+    "i586",
+    "armv7",
+    "arm",
+    "riscv64gc",
+    "powerpc64le",
+    "s390x",
+    "universal2",
+];
+
 /// An archive's name taken apart: `PRODUCT-VERSION-TARGET.tar.gz` or `.zip`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveName {
@@ -39,20 +53,30 @@ impl ArchiveName {
         if name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(format!("{name}: not a plain file name"));
         }
+        let expected = || {
+            format!(
+                "{name}: expected PRODUCT-VERSION-TARGET (like moveragent-1.2.0-x86_64-unknown-linux-gnu.tar.gz)"
+            )
+        };
         let parts: Vec<&str> = stem.split('-').collect();
-        let at = parts
+        // The target triple starts at the last part naming a CPU; the version (which may have
+        // a pre-release like `-rc.1`) runs from the first part that starts one up to it.
+        let target_at = parts
+            .iter()
+            .rposition(|p| ARCHES.contains(p))
+            .ok_or_else(expected)?;
+        let version_at = parts[..target_at]
             .iter()
             .position(|p| semver::Version::parse(p).is_ok())
-            .ok_or_else(|| format!("{name}: no version in the name (PRODUCT-VERSION-TARGET)"))?;
-        if at == 0 || at + 1 >= parts.len() {
-            return Err(format!(
-                "{name}: expected PRODUCT-VERSION-TARGET (like moveragent-1.2.0-x86_64-unknown-linux-gnu.tar.gz)"
-            ));
+            .ok_or_else(expected)?;
+        if version_at == 0 {
+            return Err(expected());
         }
+        let version = parts[version_at..target_at].join("-");
         Ok(Self {
-            product: parts[..at].join("-"),
-            version: semver::Version::parse(parts[at]).map_err(|e| e.to_string())?,
-            target: parts[at + 1..].join("-"),
+            product: parts[..version_at].join("-"),
+            version: semver::Version::parse(&version).map_err(|e| format!("{name}: {e}"))?,
+            target: parts[target_at..].join("-"),
         })
     }
 }
@@ -249,6 +273,11 @@ mod tests {
             (w.product.as_str(), w.target.as_str()),
             ("moveragent", "x86_64-pc-windows-gnu")
         );
+        let rc = ArchiveName::parse("mover-agent-desktop-0.2.0-rc.1-aarch64-apple-darwin.tar.gz")
+            .unwrap();
+        assert_eq!(rc.product, "mover-agent-desktop");
+        assert_eq!(rc.version.to_string(), "0.2.0-rc.1");
+        assert_eq!(rc.target, "aarch64-apple-darwin");
         for bad in [
             "moveragent-1.0.0-x86_64-unknown-linux-gnu.tar",
             "moveragent-x86_64-unknown-linux-gnu.tar.gz",
