@@ -346,10 +346,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let tally = self.tally.clone();
         self.call(move |c| {
-            let changed = c.execute(
-                "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
-                params![job, seq, status_str(status), size as i64, reason, blake3],
-            )?;
+            // Cached: these run once per file, and parsing them again showed in profiles.
+            let changed = c
+                .prepare_cached(
+                    "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
+                )?
+                .execute(params![job, seq, status_str(status), size as i64, reason, blake3])?;
             if changed > 0 {
                 tally.record(status, size, reason.as_deref());
             }
@@ -366,10 +368,10 @@ impl Store {
         blake3: String,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE job_files SET blake3 = ?3 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
-                params![job, seq, blake3],
-            )
+            )?
+            .execute(params![job, seq, blake3])
             .map(drop)
         })
         .await
@@ -390,7 +392,7 @@ impl Store {
     /// Per-status counts of a job's files.
     pub async fn counts(&self, job: String) -> Result<Counts, StoreError> {
         self.call(move |c| {
-            let mut stmt = c.prepare("SELECT status, COUNT(*), COALESCE(SUM(size), 0) FROM job_files WHERE job = ?1 GROUP BY status")?;
+            let mut stmt = c.prepare_cached("SELECT status, COUNT(*), COALESCE(SUM(size), 0) FROM job_files WHERE job = ?1 GROUP BY status")?;
             let mut counts = Counts::default();
             let mut rows = stmt.query([job])?;
             while let Some(r) = rows.next()? {
