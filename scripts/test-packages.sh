@@ -64,7 +64,8 @@ done
 # "MODE /path" for each file (not folder) of a .deb (cargo-deb writes ./usr/…, Tauri usr/…),
 # kept in a file: grep -q on a pipe could cut its writer short and fail the pipeline.
 listing() {
-  local list="$work/$(basename "$1").files"
+  local list
+  list="$work/$(basename "$1").files"
   [ -f "$list" ] || dpkg-deb --fsys-tarfile "$1" | python3 -c '
 import re, sys, tarfile
 for m in tarfile.open(fileobj=sys.stdin.buffer, mode="r|"):
@@ -86,7 +87,7 @@ depends_on() { # DEB PACKAGE...
   local deps pkg
   deps=$(dpkg-deb -f "$1" Depends)
   for pkg in "${@:2}"; do
-    [[ ", $deps," =~ ,\ $pkg[\ ,] ]] || fail "$(basename "$1"): Depends ($deps) lacks $pkg"
+    [[ ", $deps," =~ ,\ ${pkg}[\ ,] ]] || fail "$(basename "$1"): Depends ($deps) lacks $pkg"
   done
   ok "$(basename "$1"): Depends: $deps"
 }
