@@ -48,6 +48,14 @@ pub struct Config {
     /// `auto_update` falls back to its own Bifrost's `/updates/feed.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_feed: Option<String>,
+    /// The HTTP CONNECT proxy (`http://[user:pass@]host[:port]`) to reach Bifrost and the
+    /// update feed through; services get no login environment, so this is where theirs goes.
+    /// Set, it wins over `HTTPS_PROXY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyUrl>,
+    /// Hosts reached without `proxy` (comma-separated, like `NO_PROXY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_proxy: Option<String>,
     /// TCP connections to Bifrost (1–8; 3 when unset): one carries the session, the others
     /// are extra lanes Bifrost spreads reads over, since one connection's buffers cap the
     /// rate over a long round trip.
@@ -62,6 +70,21 @@ pub struct Config {
     /// this file can already replace the agent's binary, so it grants nothing new.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub update_keys: Vec<String>,
+}
+
+/// A proxy address from the config; its credentials never show in `Debug` output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProxyUrl(pub String);
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match self.0.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => self.0.clone(),
+        };
+        f.debug_tuple("ProxyUrl").field(&shown).finish()
+    }
 }
 
 /// A relay address split into its parts.
@@ -134,6 +157,9 @@ impl Config {
                     "update feed {feed:?} must be an https:// (or http://) address"
                 )));
             }
+        }
+        if let Some(proxy) = &self.proxy {
+            crate::proxy::Proxy::parse(&proxy.0).map_err(ConfigError::Invalid)?;
         }
         if let Some(n) = self.tunnels {
             if !(1..=8).contains(&n) {
@@ -283,6 +309,21 @@ mod tests {
             Some("https://b.example:8443/updates/feed.json")
         );
         assert_eq!(Config::default().feed_url(), None);
+    }
+
+    #[test]
+    fn proxy_settings_are_checked_and_never_shown() {
+        let config = Config {
+            proxy: Some(ProxyUrl("http://alice:s3cret@proxy.corp:3128".into())),
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let bad = Config {
+            proxy: Some(ProxyUrl("socks5://proxy.corp".into())),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

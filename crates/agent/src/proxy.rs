@@ -23,6 +23,22 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
+    /// The proxy to use for `host`: the config's `proxy` (with its `no_proxy`) when set, else
+    /// the environment's.
+    pub fn for_host(config: &crate::Config, host: &str) -> Result<Option<Self>, String> {
+        let Some(url) = &config.proxy else {
+            return Self::from_env(host);
+        };
+        if config
+            .no_proxy
+            .as_deref()
+            .is_some_and(|n| bypasses(n, host))
+        {
+            return Ok(None);
+        }
+        Self::parse(&url.0).map(Some)
+    }
+
     /// The proxy to use for `host`, from `HTTPS_PROXY`/`https_proxy` and `NO_PROXY`/`no_proxy`.
     pub fn from_env(host: &str) -> Result<Option<Self>, String> {
         let var = |a: &str, b: &str| {
@@ -151,6 +167,21 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configs_proxy_wins_and_honours_its_no_proxy() {
+        let config = crate::Config {
+            proxy: Some(crate::config::ProxyUrl("http://proxy.corp:3128".into())),
+            no_proxy: Some("localhost,.internal".into()),
+            ..crate::Config::default()
+        };
+        let p = Proxy::for_host(&config, "bifrost.example.com")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.addr, "proxy.corp:3128");
+        assert_eq!(Proxy::for_host(&config, "b.internal").unwrap(), None);
+        assert_eq!(Proxy::for_host(&config, "localhost").unwrap(), None);
+    }
 
     #[test]
     fn parses_proxy_urls() {

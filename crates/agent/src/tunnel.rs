@@ -137,7 +137,7 @@ async fn dial_inner(
 ) -> Result<Dialed, ConnectError> {
     let addr = relay.to_string();
     let tls = crate::tls::client_config(config).map_err(|e| ConnectError::Config(e.to_string()))?;
-    let proxy = Proxy::from_env(&relay.host).map_err(ConnectError::Config)?;
+    let proxy = Proxy::for_host(config, &relay.host).map_err(ConnectError::Config)?;
     let tcp = match &proxy {
         // Never fall back to a direct connection: the proxy is how this network reaches out.
         Some(p) => p

@@ -498,7 +498,7 @@ async fn get_once(url: &str, config: &Config, limit: usize) -> Result<Fetched, S
     } else {
         format!("{host}:{port}")
     };
-    let tcp = match Proxy::from_env(&host)? {
+    let tcp = match Proxy::for_host(config, &host)? {
         Some(p) => p
             .connect(&target)
             .await

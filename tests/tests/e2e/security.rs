@@ -217,6 +217,47 @@ fn the_agent_goes_through_an_https_proxy() {
     let _ = form_encode("");
 }
 
+/// A service has no login environment: the proxy in its config file is used, and wins over
+/// the environment's.
+#[test]
+fn the_proxy_in_the_config_file_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let bifrost = Bifrost::start(dir.path(), &ca);
+    let (port, seen) = proxy();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.toml"),
+        format!("proxy = \"http://svc:pw@127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let agent = Agent::start_env(
+        &home,
+        &[
+            "--relay",
+            &bifrost.url,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+        ],
+        // Unreachable: were it used, the agent would not get through.
+        &[("HTTPS_PROXY", "http://127.0.0.1:9")],
+    );
+    agent.wait_status("waiting for authorization", Duration::from_secs(10));
+    let head = seen.lock().unwrap().clone();
+    assert_eq!(head[0], format!("CONNECT {} HTTP/1.1", bifrost.addr));
+    // svc:pw, base64.
+    assert!(
+        head.iter()
+            .any(|l| l == "Proxy-Authorization: Basic c3ZjOnB3"),
+        "{head:?}"
+    );
+    // The config keeps the proxy for later starts, and the log never shows its password.
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(config.contains("proxy = "), "{config}");
+    assert!(!agent.logs().contains("svc:pw"));
+}
+
 #[test]
 fn without_shares_the_root_is_browsable() {
     let dir = tempfile::tempdir().unwrap();
