@@ -7,6 +7,39 @@ use serde_json::json;
 
 use crate::support::{noise, wait_for, Agent, Bifrost, Forwarder, TestCa};
 
+/// An agent sharing `share` that reaches Bifrost through `link`, authorized as `name`, with
+/// its default three connections open.
+fn agent_through(
+    link: &Forwarder,
+    bifrost: &Bifrost,
+    ca: &TestCa,
+    share: &std::path::Path,
+    name: &str,
+) -> (Agent, String) {
+    let home = share.with_file_name("home");
+    let relay = format!("https://127.0.0.1:{}", link.port);
+    let agent = Agent::start(
+        &home,
+        &[
+            "--relay",
+            &relay,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+            "--share",
+            share.to_str().unwrap(),
+        ],
+    );
+    let id = bifrost.authorize(&agent.key(), name)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The default: the tunnel and two extra lanes, opened once it is authorized.
+    bifrost.wait_connector("three connections", |c| {
+        c["id"] == id.as_str() && c["connections"] == 3
+    });
+    (agent, id)
+}
+
 #[test]
 fn reads_spread_over_lanes_and_losing_one_fails_no_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -19,26 +52,7 @@ fn reads_spread_over_lanes_and_losing_one_fails_no_file() {
     for (i, f) in files.iter().enumerate() {
         std::fs::write(share.join(format!("f{i:02}")), f).unwrap();
     }
-    let relay = format!("https://127.0.0.1:{}", link.port);
-    let agent = Agent::start(
-        &dir.path().join("home"),
-        &[
-            "--relay",
-            &relay,
-            "--relay-ca",
-            ca.ca_file.to_str().unwrap(),
-            "--share",
-            share.to_str().unwrap(),
-        ],
-    );
-    let id = bifrost.authorize(&agent.key(), "lanes")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // The default: the tunnel and two extra lanes, opened once it is authorized.
-    bifrost.wait_connector("three connections", |c| {
-        c["id"] == id.as_str() && c["connections"] == 3
-    });
+    let (_agent, id) = agent_through(&link, &bifrost, &ca, &share, "lanes");
     assert_eq!(link.per_connection().len(), 3);
 
     let dest = dir.path().join("dest");
@@ -97,25 +111,7 @@ fn a_big_file_in_parts_resumes_after_bifrost_is_killed() {
     let mut big = noise(100 * (1 << 20) + 12345, 9);
     big[(40 << 20)..(50 << 20)].fill(0);
     std::fs::write(share.join("big"), &big).unwrap();
-    let relay = format!("https://127.0.0.1:{}", link.port);
-    let agent = Agent::start(
-        &dir.path().join("home"),
-        &[
-            "--relay",
-            &relay,
-            "--relay-ca",
-            ca.ca_file.to_str().unwrap(),
-            "--share",
-            share.to_str().unwrap(),
-        ],
-    );
-    let id = bifrost.authorize(&agent.key(), "parts")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    bifrost.wait_connector("three connections", |c| {
-        c["id"] == id.as_str() && c["connections"] == 3
-    });
+    let (_agent, id) = agent_through(&link, &bifrost, &ca, &share, "parts");
     // About 4 s for the file on three lanes: room to kill Bifrost half way.
     link.throttle(8 << 20);
     let dest = dir.path().join("dest");

@@ -76,6 +76,34 @@ fn from_agent(e: AgentError) -> CopyError {
 /// Runs of zeros at least this long become holes in the copy.
 const SPARSE_MIN: usize = 4096;
 
+/// Writes a chunk that belongs at `at`, where `writer` stands; a chunk of zeros is skipped
+/// over instead, so sparse files stay sparse.
+async fn put<W>(writer: &mut W, data: &[u8], at: u64, partial: &Path) -> Result<(), CopyError>
+where
+    W: tokio::io::AsyncWrite + tokio::io::AsyncSeek + Unpin,
+{
+    if data.len() >= SPARSE_MIN && data.iter().all(|&b| b == 0) {
+        writer
+            .seek(SeekFrom::Start(at + data.len() as u64))
+            .await
+            .map_err(|e| local(e, "seek in", partial))?;
+    } else {
+        writer
+            .write_all(data)
+            .await
+            .map_err(|e| local(e, "write", partial))?;
+    }
+    Ok(())
+}
+
+/// The agent's trailer saying a read could not be completed correctly (the file changed).
+fn read_error(trailers: &http::HeaderMap) -> Option<String> {
+    trailers
+        .get(header::READ_ERROR)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
     if e.kind() == std::io::ErrorKind::StorageFull {
         CopyError::DiskFull("the destination disk is full".into())
@@ -362,18 +390,7 @@ async fn copy_inner(
                     l.take(data.len() as u64).await;
                 }
                 hasher.update(&data);
-                if data.len() >= SPARSE_MIN && data.iter().all(|&b| b == 0) {
-                    // Keep sparse files sparse: skip over zeros instead of writing them.
-                    writer
-                        .seek(SeekFrom::Start(written + data.len() as u64))
-                        .await
-                        .map_err(|e| local(e, "seek in", &partial))?;
-                } else {
-                    writer
-                        .write_all(&data)
-                        .await
-                        .map_err(|e| local(e, "write", &partial))?;
-                }
+                put(&mut writer, &data, written, &partial).await?;
                 written += data.len() as u64;
                 add(data.len() as u64);
                 meter
@@ -403,10 +420,7 @@ async fn copy_inner(
         .await
         .map_err(|e| local(e, "extend", &partial))?;
     let trailers = trailers.unwrap_or_default();
-    if let Some(err) = trailers
-        .get(header::READ_ERROR)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(err) = read_error(&trailers) {
         drop(out);
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(CopyError::Changed(err.to_owned()));
@@ -559,11 +573,8 @@ async fn copy_small(
         }
     }
     let trailers = trailers.unwrap_or_default();
-    if let Some(err) = trailers
-        .get(header::READ_ERROR)
-        .and_then(|v| v.to_str().ok())
-    {
-        return Err(CopyError::Changed(err.to_owned()));
+    if let Some(err) = read_error(&trailers) {
+        return Err(CopyError::Changed(err));
     }
     let Some(expected) = trailers.get(header::BLAKE3).and_then(|v| v.to_str().ok()) else {
         return Err(CopyError::Retry("the agent sent no checksum".into()));
@@ -703,7 +714,11 @@ async fn copy_in_parts(
             .await
             .map_err(|e| local(e, "write", &journal))?;
     }
-    add(cvs.keys().map(|s| parts_len(&parts, *s)).sum());
+    add(parts
+        .iter()
+        .filter(|(start, _)| cvs.contains_key(start))
+        .map(|(_, len)| len)
+        .sum());
     let mut log = tokio::fs::OpenOptions::new()
         .append(true)
         .open(&journal)
@@ -786,13 +801,6 @@ async fn copy_in_parts(
     }))
 }
 
-fn parts_len(parts: &[(u64, u64)], start: u64) -> u64 {
-    parts
-        .iter()
-        .find(|(s, _)| *s == start)
-        .map_or(0, |(_, len)| *len)
-}
-
 /// Fetches and writes one part; the error says whether bytes had arrived.
 async fn fetch_part(
     client: &AgentClient,
@@ -838,17 +846,9 @@ async fn fetch_part(
         match frame.map(|f| f.into_data()) {
             Ok(Ok(data)) => {
                 hasher.update(&data);
-                if data.len() >= SPARSE_MIN && data.iter().all(|&b| b == 0) {
-                    writer
-                        .seek(SeekFrom::Start(start + written + data.len() as u64))
-                        .await
-                        .map_err(|e| (local(e, "seek in", partial), written > 0))?;
-                } else {
-                    writer
-                        .write_all(&data)
-                        .await
-                        .map_err(|e| (local(e, "write", partial), written > 0))?;
-                }
+                put(&mut writer, &data, start + written, partial)
+                    .await
+                    .map_err(|e| (e, written > 0))?;
                 written += data.len() as u64;
                 add(data.len() as u64);
                 meter
@@ -868,11 +868,8 @@ async fn fetch_part(
         .map_err(|e| (local(e, "write", partial), true))?;
     drop(writer);
     let trailers = trailers.unwrap_or_default();
-    if let Some(err) = trailers
-        .get(header::READ_ERROR)
-        .and_then(|v| v.to_str().ok())
-    {
-        return Err((CopyError::Changed(err.to_owned()), true));
+    if let Some(err) = read_error(&trailers) {
+        return Err((CopyError::Changed(err), true));
     }
     let theirs = trailers
         .get(header::SUBTREE_CV)
