@@ -9,6 +9,7 @@ pub mod home;
 pub mod key;
 pub mod live_config;
 pub mod logging;
+pub mod many;
 pub mod paths;
 pub mod proxy;
 pub mod runtime;

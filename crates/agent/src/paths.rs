@@ -151,6 +151,38 @@ impl Shares {
     }
 }
 
+/// Folders already resolved while serving one request for many files, by path as given.
+pub type FolderCache = std::collections::HashMap<PathBuf, PathBuf>;
+
+impl Shares {
+    /// Like [`Shares::resolve`] for a file among many in few folders: each folder's symlinks
+    /// are resolved once (in `folders`) instead of once per file. The file itself is not
+    /// followed: opening it refuses a symlink, as a file listed as regular must not be one.
+    pub fn resolve_file(
+        &self,
+        raw: &Path,
+        folders: &mut FolderCache,
+    ) -> Result<PathBuf, PathError> {
+        let path = check_syntax(raw)?;
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return self.resolve(raw);
+        };
+        let parent_inside = self
+            .roots
+            .iter()
+            .any(|r| parent.starts_with(&r.given) || parent.starts_with(&r.canonical));
+        if self.roots.is_empty() || !parent_inside {
+            return self.resolve(raw);
+        }
+        if let Some(real) = folders.get(parent) {
+            return Ok(real.join(name));
+        }
+        let real = self.resolve(parent)?;
+        folders.insert(parent.to_owned(), real.clone());
+        Ok(real.join(name))
+    }
+}
+
 /// Syntax checks that need no file system: absolute, no `..`, no NUL, bounded length.
 pub fn check_syntax(path: &Path) -> Result<PathBuf, PathError> {
     let bytes = path.as_os_str().as_encoded_bytes();
@@ -295,5 +327,28 @@ mod tests {
             shares.resolve(&s(&dir.path().join("share2"))),
             Err(PathError::OutsideShares(_))
         ));
+
+        // Many files in few folders: the same answers, each folder resolved once.
+        std::fs::write(outside.join("secret"), b"x").unwrap();
+        std::fs::write(share.join("sub/f"), b"x").unwrap();
+        let mut folders = FolderCache::new();
+        assert!(matches!(
+            shares.resolve_file(&share.join("escape/secret"), &mut folders),
+            Err(PathError::SymlinkEscape(_))
+        ));
+        assert!(matches!(
+            shares.resolve_file(&outside.join("secret"), &mut folders),
+            Err(PathError::OutsideShares(_))
+        ));
+        let real = std::fs::canonicalize(&share).unwrap().join("sub/f");
+        assert_eq!(
+            shares.resolve_file(&share.join("inner/f"), &mut folders),
+            Ok(real.clone())
+        );
+        assert_eq!(
+            shares.resolve_file(&share.join("sub/f"), &mut folders),
+            Ok(real)
+        );
+        assert_eq!(folders.len(), 2);
     }
 }

@@ -50,10 +50,10 @@ pub struct Shared {
 const SMALL_READ: u64 = 4 * fsops::READ_CHUNK as u64;
 
 /// Counts one read as in flight until dropped.
-struct ReadGuard(Arc<std::sync::atomic::AtomicUsize>);
+pub(crate) struct ReadGuard(Arc<std::sync::atomic::AtomicUsize>);
 
 impl ReadGuard {
-    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+    pub(crate) fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Self(counter.clone())
     }
@@ -107,6 +107,22 @@ pub async fn handle(
             }
         }
         (&Method::GET, route::EVENTS) => events(&tunnel),
+        (&Method::POST, route::READ_MANY) => {
+            if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
+                error(
+                    StatusCode::FORBIDDEN,
+                    "this connector is not authorized at Bifrost",
+                )
+            } else if tunnel
+                .shared
+                .draining
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping")
+            } else {
+                read_many(&tunnel.shared, req).await
+            }
+        }
         (&Method::GET, route::BROWSE | route::STAT | route::READ | route::HASH) => {
             if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
                 error(
@@ -175,6 +191,37 @@ async fn watch(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Response
         Ok(n) => json(StatusCode::OK, &serde_json::json!({ "watching": n })),
         Err(e) => error(StatusCode::FORBIDDEN, &e),
     }
+}
+
+async fn read_many(shared: &Arc<Shared>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+    };
+    let request = match serde_json::from_slice::<mover_proto::many::ReadMany>(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed read-many request: {e}"),
+            )
+        }
+    };
+    if let Err(e) = crate::many::check(&request) {
+        return error(StatusCode::BAD_REQUEST, &e);
+    }
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || crate::many::serve(&shared, request, &tx));
+    let mut res = Response::new(ChannelBody(rx).boxed());
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    res
 }
 
 fn events(tunnel: &Tunnel) -> Response<Body> {

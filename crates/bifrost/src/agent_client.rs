@@ -194,6 +194,24 @@ impl AgentClient {
         self.stream(req).await
     }
 
+    /// Asks for several small files whole in one answer (see `mover_proto::many`).
+    pub async fn read_many(
+        &self,
+        request: &mover_proto::many::ReadMany,
+    ) -> Result<Response<Incoming>, AgentError> {
+        let body = serde_json::to_vec(request).map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let req = Request::post(Self::uri::<&str>(route::READ_MANY, &[]))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let res = self.send(req).await?;
+        if res.status().is_success() {
+            Ok(res)
+        } else {
+            Err(error_from(res).await)
+        }
+    }
+
     /// Opens the agent's event stream.
     pub async fn events(&self) -> Result<Response<Incoming>, AgentError> {
         self.stream(Request::get(Self::uri::<&str>(route::EVENTS, &[])))

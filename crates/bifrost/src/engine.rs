@@ -2,6 +2,7 @@
 
 mod copy;
 mod limit;
+mod many;
 mod tree;
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::agent_client::{AgentClient, AgentError};
 use crate::metrics::Meter;
-use crate::store::{JobRow, StoreError};
+use crate::store::{FileUpdate, JobRow, StoreError};
 use crate::walk::{targets, walk, Filter, Sink, WalkError};
 use crate::App;
 
@@ -329,7 +330,7 @@ enum Pass {
     DiskFull,
 }
 
-/// Copies every pending file once, `concurrency` at a time.
+/// Copies every pending file once, `concurrency` files or batches of small files at a time.
 async fn copy_pass(
     app: &Arc<App>,
     job: &JobRow,
@@ -337,129 +338,167 @@ async fn copy_pass(
     limiter: Option<&Arc<limit::Limiter>>,
 ) -> Result<Pass, StoreError> {
     let mut after = 0;
-    let mut tasks = JoinSet::new();
-    let mut retry = false;
-    let mut disk_full = false;
-    loop {
-        let batch = app
+    let mut tasks: JoinSet<many::Outcomes> = JoinSet::new();
+    let mut flags = Flags::default();
+    let mode = copy::Mode {
+        job: job.id.clone(),
+        store: app.store.clone(),
+        rerun: job.rerun_of.is_some(),
+        compare: job.plan.compare,
+    };
+    let mut batcher = many::Batcher::default();
+    'pages: loop {
+        let page = app
             .store
             .pending_files(job.id.clone(), after, BATCH)
             .await?;
-        if batch.is_empty() {
-            break;
-        }
-        for file in batch {
+        let last_page = page.is_empty();
+        let mut work = Vec::new();
+        for file in page {
             after = file.seq;
+            if many::batchable(&file, &mode, limiter.is_some()) {
+                work.extend(batcher.push(file).map(Work::Many));
+            } else {
+                work.push(Work::One(file));
+            }
+        }
+        if last_page {
+            work.extend(batcher.take().map(Work::Many));
+        }
+        for w in work {
             while tasks.len() >= job.concurrency as usize {
                 if let Some(r) = tasks.join_next().await {
-                    settle(app, job, r, &mut retry, &mut disk_full).await?;
+                    settle(app, job, r, &mut flags).await?;
                 }
             }
-            if disk_full {
-                break;
+            if flags.disk_full {
+                break 'pages;
             }
             let Some(client) = app.registry.by_connector(&job.connector).map(|l| l.client) else {
-                retry = true;
-                break;
+                flags.retry = true;
+                break 'pages;
             };
-            let meter = meter.clone();
-            let limiter = limiter.cloned();
-            let mode = copy::Mode {
-                job: job.id.clone(),
-                store: app.store.clone(),
-                rerun: job.rerun_of.is_some(),
-                compare: job.plan.compare,
-            };
+            let (meter, limiter, mode) = (meter.clone(), limiter.cloned(), mode.clone());
             tasks.spawn(async move {
-                let result =
-                    copy::copy_file(&client, &file, &meter, limiter.as_deref(), &mode).await;
-                (file, result)
+                match w {
+                    Work::Many(files) => many::copy_many(&client, files, &meter, &mode).await,
+                    Work::One(file) => {
+                        let result =
+                            copy::copy_file(&client, &file, &meter, limiter.as_deref(), &mode)
+                                .await;
+                        vec![(file, result)]
+                    }
+                }
             });
         }
-        if retry || disk_full {
+        if last_page || flags.retry || flags.disk_full {
             break;
         }
     }
     while let Some(r) = tasks.join_next().await {
-        settle(app, job, r, &mut retry, &mut disk_full).await?;
+        settle(app, job, r, &mut flags).await?;
     }
-    Ok(if disk_full {
+    Ok(if flags.disk_full {
         Pass::DiskFull
-    } else if retry {
+    } else if flags.retry {
         Pass::Retry
     } else {
         Pass::Finished
     })
 }
 
+/// One task of a pass: a file on its own, or a batch of small ones.
+enum Work {
+    One(crate::store::PendingFile),
+    Many(Vec<crate::store::PendingFile>),
+}
+
+/// What a pass learnt from its results.
+#[derive(Default)]
+struct Flags {
+    /// Some file is to be tried again: another pass follows.
+    retry: bool,
+    /// The destination is full: the job pauses.
+    disk_full: bool,
+}
+
+/// Records a task's results, in one transaction.
 async fn settle(
     app: &App,
     job: &JobRow,
-    joined: Result<
-        (
-            crate::store::PendingFile,
-            Result<copy::Copied, copy::CopyError>,
-        ),
-        tokio::task::JoinError,
-    >,
-    retry: &mut bool,
-    disk_full: &mut bool,
+    joined: Result<many::Outcomes, tokio::task::JoinError>,
+    flags: &mut Flags,
 ) -> Result<(), StoreError> {
-    let Ok((file, result)) = joined else {
-        *retry = true;
+    let Ok(outcomes) = joined else {
+        flags.retry = true;
         return Ok(());
     };
-    let (id, dest) = (job.id.clone(), file.seq);
+    let updates: Vec<FileUpdate> = outcomes
+        .into_iter()
+        .filter_map(|(file, result)| update(job, file, result, flags))
+        .collect();
+    if updates.is_empty() {
+        return Ok(());
+    }
+    app.store.update_files(job.id.clone(), updates).await
+}
+
+/// What one file's result means for the job's record of it.
+fn update(
+    job: &JobRow,
+    file: crate::store::PendingFile,
+    result: Result<copy::Copied, copy::CopyError>,
+    flags: &mut Flags,
+) -> Option<FileUpdate> {
+    let seq = file.seq;
+    let finish = |status, size, reason, blake3| {
+        Some(FileUpdate::Finish {
+            seq,
+            status,
+            size,
+            reason,
+            blake3,
+        })
+    };
+    let failed = |reason: String| finish(FileStatus::Failed, file.size, Some(reason), None);
     match result {
         Ok(copy::Copied::Done { size, blake3, note }) => {
-            app.store
-                .finish_file(id, dest, FileStatus::Copied, size, note, Some(blake3))
-                .await
+            finish(FileStatus::Copied, size, note, Some(blake3))
         }
         Ok(copy::Copied::Skipped { reason }) => {
-            app.store
-                .finish_file(id, dest, FileStatus::Skipped, file.size, Some(reason), None)
-                .await
+            finish(FileStatus::Skipped, file.size, Some(reason), None)
         }
         Err(copy::CopyError::Failed(reason)) => {
             tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file failed");
-            app.store
-                .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
-                .await
+            failed(reason)
         }
         Err(copy::CopyError::DiskFull(reason)) => {
-            *disk_full = true;
-            app.store
-                .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
-                .await
+            flags.disk_full = true;
+            failed(reason)
         }
         Err(copy::CopyError::Changed(reason)) => {
             if file.attempts + 1 > CHANGED_RETRIES {
                 tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file kept changing while it was read");
-                app.store
-                    .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
-                    .await
+                failed(reason)
             } else {
                 tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file changed while it was read; it will be read again");
-                *retry = true;
-                app.store.bump_attempts(id, dest).await
+                flags.retry = true;
+                Some(FileUpdate::Attempted { seq })
             }
         }
         Err(copy::CopyError::Interrupted(reason)) => {
             tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file interrupted; it resumes where it stopped");
-            *retry = true;
-            Ok(())
+            flags.retry = true;
+            None
         }
         Err(copy::CopyError::Retry(reason)) => {
             if file.attempts + 1 >= MAX_ATTEMPTS {
                 tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file failed after retries");
-                app.store
-                    .finish_file(id, dest, FileStatus::Failed, file.size, Some(reason), None)
-                    .await
+                failed(reason)
             } else {
                 tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file will be retried");
-                *retry = true;
-                app.store.bump_attempts(id, dest).await
+                flags.retry = true;
+                Some(FileUpdate::Attempted { seq })
             }
         }
     }

@@ -2,7 +2,7 @@
 
 mod jobs;
 
-pub use jobs::{Counts, JobRow, NewFile, PendingFile, Plan};
+pub use jobs::{Counts, FileUpdate, JobRow, NewFile, PendingFile, Plan};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -79,6 +79,35 @@ CREATE INDEX IF NOT EXISTS job_files_status ON job_files (job, status, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS job_files_seq ON job_files (job, seq);
 ";
 
+/// Per job and status, how many files and bytes `job_files` holds, kept by triggers in the same
+/// transaction as every change: counting 20,000 rows took 12 ms, and a console polling a
+/// running job held the database that long at every refresh. Filled from `job_files` when a
+/// database from before it is opened.
+const COUNTS: &str = "
+CREATE TABLE job_counts (
+    job TEXT NOT NULL,
+    status TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (job, status)
+);
+INSERT INTO job_counts SELECT job, status, COUNT(*), COALESCE(SUM(size), 0) FROM job_files GROUP BY job, status;
+CREATE TRIGGER job_files_counted AFTER INSERT ON job_files BEGIN
+    INSERT INTO job_counts VALUES (NEW.job, NEW.status, 1, NEW.size)
+    ON CONFLICT (job, status) DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER job_files_recounted AFTER UPDATE OF status, size ON job_files BEGIN
+    UPDATE job_counts SET files = files - 1, bytes = bytes - OLD.size
+    WHERE job = OLD.job AND status = OLD.status;
+    INSERT INTO job_counts VALUES (NEW.job, NEW.status, 1, NEW.size)
+    ON CONFLICT (job, status) DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER job_files_uncounted AFTER DELETE ON job_files BEGIN
+    UPDATE job_counts SET files = files - 1, bytes = bytes - OLD.size
+    WHERE job = OLD.job AND status = OLD.status;
+END;
+";
+
 /// A connector row.
 #[derive(Debug, Clone)]
 pub struct ConnectorRow {
@@ -118,6 +147,14 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let counted: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_counts')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !counted {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {COUNTS} COMMIT;"))?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             tally: Arc::default(),

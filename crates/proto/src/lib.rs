@@ -63,6 +63,9 @@ pub mod route {
     pub const STAT: &str = "/v1/stat";
     /// `GET ?path=P` with optional `Range: bytes=N-`: the file's bytes.
     pub const READ: &str = "/v1/read";
+    /// `POST` [`crate::many::ReadMany`]: several small files whole, one record each (see
+    /// [`crate::many`]).
+    pub const READ_MANY: &str = "/v1/read-many";
     /// `GET`: a long-lived stream of newline-delimited [`AgentEvent`].
     pub const EVENTS: &str = "/v1/events";
     /// `GET ?path=P`: [`FileHash`] of the whole file, read at the agent (nothing is sent).
@@ -189,3 +192,4 @@ pub struct Watch {
 }
 
 pub mod api;
+pub mod many;

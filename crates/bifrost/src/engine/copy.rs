@@ -51,7 +51,7 @@ pub enum CopyError {
 }
 
 /// What an agent's refusal or a failed request means for one file.
-fn from_agent(e: AgentError) -> CopyError {
+pub(super) fn from_agent(e: AgentError) -> CopyError {
     match e {
         AgentError::Status {
             status: StatusCode::NOT_FOUND,
@@ -104,7 +104,7 @@ fn read_error(trailers: &http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
+pub(super) fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
     if e.kind() == std::io::ErrorKind::StorageFull {
         CopyError::DiskFull("the destination disk is full".into())
     } else {
@@ -112,21 +112,41 @@ fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
     }
 }
 
-fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+pub(super) fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }
 
-fn file_time(t: time::OffsetDateTime) -> filetime::FileTime {
+pub(super) fn file_time(t: time::OffsetDateTime) -> filetime::FileTime {
     filetime::FileTime::from_unix_time(t.unix_timestamp(), t.nanosecond())
 }
 
 /// Whether the destination already holds this file: same size and same mtime to the second.
-fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
+pub(super) fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
     let (Ok(meta), Some(m)) = (std::fs::metadata(path), modified.and_then(parse_time)) else {
         return false;
     };
     let mtime = filetime::FileTime::from_last_modification_time(&meta);
     meta.is_file() && meta.len() == size && mtime.unix_seconds() == m.unix_timestamp()
+}
+
+/// What the report says about a copied file, by whether the job re-runs another and whether
+/// a file was at the destination.
+pub(super) fn note(rerun: bool, existed: bool) -> Option<String> {
+    match (rerun, existed) {
+        (true, true) => Some("changed at the source since the last run".to_owned()),
+        (true, false) => Some("new since the last run".to_owned()),
+        (false, true) => Some("replaced a different file at the destination".to_owned()),
+        (false, false) => None,
+    }
+}
+
+/// The temporary file a copy is written to before its rename to `dest`, beside it.
+pub(super) fn partial_path(dest: &Path) -> std::path::PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.mover-part"))
 }
 
 /// What a job asks of each copy.
@@ -252,17 +272,8 @@ async fn copy_inner(
     }
     // One quick metadata call: not worth a hop to the blocking pool per file.
     let existed = std::fs::symlink_metadata(&dest).is_ok();
-    let note = match (rerun, existed) {
-        (true, true) => Some("changed at the source since the last run".to_owned()),
-        (true, false) => Some("new since the last run".to_owned()),
-        (false, true) => Some("replaced a different file at the destination".to_owned()),
-        (false, false) => None,
-    };
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = parent.join(format!(".{name}.mover-part"));
+    let note = note(rerun, existed);
+    let partial = partial_path(&dest);
     if file.size <= SMALL_FILE {
         let target = Target {
             dest: &dest,
@@ -485,7 +496,7 @@ async fn finish(
             .map_err(|e| local(e, "set the modification time of", partial))?;
     }
     mode.store
-        .mark_verified(mode.job.clone(), file.seq, a.blake3.clone())
+        .mark_verified(mode.job.clone(), vec![(file.seq, a.blake3.clone())])
         .await
         .map_err(|e| CopyError::Retry(e.to_string()))?;
     if a.in_parts {
@@ -603,7 +614,7 @@ async fn copy_small(
     .await
     .map_err(|e| CopyError::Retry(e.to_string()))??;
     mode.store
-        .mark_verified(mode.job.clone(), file.seq, got.clone())
+        .mark_verified(mode.job.clone(), vec![(file.seq, got.clone())])
         .await
         .map_err(|e| CopyError::Retry(e.to_string()))?;
     let (parent, partial, dest) = (

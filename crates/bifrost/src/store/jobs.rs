@@ -114,6 +114,29 @@ pub struct NewFile {
     pub reason: Option<String>,
 }
 
+/// What becomes of one pending file after an attempt at it.
+#[derive(Debug, Clone)]
+pub enum FileUpdate {
+    /// Its result: copied, skipped or failed.
+    Finish {
+        /// Its number within the job.
+        seq: i64,
+        /// The result.
+        status: FileStatus,
+        /// Bytes copied, or its size at the scan.
+        size: u64,
+        /// Why skipped or failed, or what was new about it.
+        reason: Option<String>,
+        /// BLAKE3 of what was copied.
+        blake3: Option<String>,
+    },
+    /// One more failed attempt; it stays pending.
+    Attempted {
+        /// Its number within the job.
+        seq: i64,
+    },
+}
+
 fn status_str(s: FileStatus) -> &'static str {
     match s {
         FileStatus::Pending => "pending",
@@ -334,25 +357,53 @@ impl Store {
         .await
     }
 
-    /// Records a file's result.
-    pub async fn finish_file(
+    /// Records what became of some pending files, in one transaction.
+    pub async fn update_files(
         &self,
         job: String,
-        seq: i64,
-        status: FileStatus,
-        size: u64,
-        reason: Option<String>,
-        blake3: Option<String>,
+        updates: Vec<FileUpdate>,
     ) -> Result<(), StoreError> {
         let tally = self.tally.clone();
         self.call(move |c| {
-            // Cached: these run once per file, and parsing them again showed in profiles.
-            let changed = c
-                .prepare_cached(
+            let mut settled = Vec::new();
+            let tx = c.transaction()?;
+            {
+                // Cached: these run once per file, and parsing them again showed in profiles.
+                let mut finish = tx.prepare_cached(
                     "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
-                )?
-                .execute(params![job, seq, status_str(status), size as i64, reason, blake3])?;
-            if changed > 0 {
+                )?;
+                let mut attempted = tx.prepare_cached(
+                    "UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND seq = ?2",
+                )?;
+                for u in updates {
+                    match u {
+                        FileUpdate::Finish {
+                            seq,
+                            status,
+                            size,
+                            reason,
+                            blake3,
+                        } => {
+                            let changed = finish.execute(params![
+                                job,
+                                seq,
+                                status_str(status),
+                                size as i64,
+                                reason,
+                                blake3
+                            ])?;
+                            if changed > 0 {
+                                settled.push((status, size, reason));
+                            }
+                        }
+                        FileUpdate::Attempted { seq } => {
+                            attempted.execute(params![job, seq])?;
+                        }
+                    }
+                }
+            }
+            tx.commit()?;
+            for (status, size, reason) in settled {
                 tally.record(status, size, reason.as_deref());
             }
             Ok(())
@@ -360,31 +411,23 @@ impl Store {
         .await
     }
 
-    /// Journals that a pending file's copy is verified (its BLAKE3) and about to be renamed.
+    /// Journals that pending files' copies are verified (their BLAKE3) and about to be renamed.
     pub async fn mark_verified(
         &self,
         job: String,
-        seq: i64,
-        blake3: String,
+        verified: Vec<(i64, String)>,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.prepare_cached(
-                "UPDATE job_files SET blake3 = ?3 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
-            )?
-            .execute(params![job, seq, blake3])
-            .map(drop)
-        })
-        .await
-    }
-
-    /// Counts one more failed attempt at a file.
-    pub async fn bump_attempts(&self, job: String, seq: i64) -> Result<(), StoreError> {
-        self.call(move |c| {
-            c.execute(
-                "UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND seq = ?2",
-                params![job, seq],
-            )
-            .map(drop)
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE job_files SET blake3 = ?3 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
+                )?;
+                for (seq, blake3) in verified {
+                    stmt.execute(params![job, seq, blake3])?;
+                }
+            }
+            tx.commit()
         })
         .await
     }
@@ -392,7 +435,8 @@ impl Store {
     /// Per-status counts of a job's files.
     pub async fn counts(&self, job: String) -> Result<Counts, StoreError> {
         self.call(move |c| {
-            let mut stmt = c.prepare_cached("SELECT status, COUNT(*), COALESCE(SUM(size), 0) FROM job_files WHERE job = ?1 GROUP BY status")?;
+            let mut stmt =
+                c.prepare_cached("SELECT status, files, bytes FROM job_counts WHERE job = ?1")?;
             let mut counts = Counts::default();
             let mut rows = stmt.query([job])?;
             while let Some(r) = rows.next()? {
@@ -479,4 +523,126 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         updated: r.get(10)?,
         plan: serde_json::from_str(&r.get::<_, String>(11)?).map_err(|_| bad(11, "plan"))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, size: u64, status: FileStatus) -> NewFile {
+        NewFile {
+            source: RawPath::new(&format!("/src/{name}")),
+            dest: RawPath::new(name),
+            size,
+            modified: None,
+            status,
+            reason: None,
+        }
+    }
+
+    /// The counts as a full scan of the job's files gives them.
+    async fn recount(store: &Store, job: &str) -> Vec<(String, i64, i64)> {
+        let job = job.to_owned();
+        store
+            .call(move |c| {
+                let mut stmt = c.prepare(
+                    "SELECT status, COUNT(*), SUM(size) FROM job_files WHERE job = ?1 GROUP BY status ORDER BY status",
+                )?;
+                let rows = stmt
+                    .query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect();
+                rows
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn kept(store: &Store, job: &str) -> Vec<(String, i64, i64)> {
+        let job = job.to_owned();
+        store
+            .call(move |c| {
+                let mut stmt = c.prepare(
+                    "SELECT status, files, bytes FROM job_counts WHERE job = ?1 AND files > 0 ORDER BY status",
+                )?;
+                let rows = stmt
+                    .query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect();
+                rows
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn kept_counts_follow_every_change_and_fill_in_for_an_older_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bifrost.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .call(|c| {
+                c.execute_batch(
+                    "INSERT INTO jobs (id, connector, sources, destination, state, concurrency, created, updated)
+                     VALUES ('j', 'c', '[]', '{}', 'running', 1, '', ''), ('other', 'c', '[]', '{}', 'running', 1, '', '')",
+                )
+            })
+            .await
+            .unwrap();
+        let files = vec![
+            file("a", 10, FileStatus::Pending),
+            file("b", 20, FileStatus::Pending),
+            file("c", 30, FileStatus::Pending),
+            file("d", 5, FileStatus::Skipped),
+        ];
+        store.add_files("j".into(), files.clone()).await.unwrap();
+        // Already known: ignored, and not counted twice.
+        store.add_files("j".into(), files).await.unwrap();
+        store
+            .add_files("other".into(), vec![file("a", 7, FileStatus::Pending)])
+            .await
+            .unwrap();
+        let finish = |seq, status, size| FileUpdate::Finish {
+            seq,
+            status,
+            size,
+            reason: None,
+            blake3: None,
+        };
+        store
+            .update_files(
+                "j".into(),
+                vec![
+                    finish(1, FileStatus::Copied, 12),
+                    finish(2, FileStatus::Failed, 20),
+                    FileUpdate::Attempted { seq: 3 },
+                    // Not pending any more: a second result changes nothing.
+                    finish(1, FileStatus::Failed, 99),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept(&store, "j").await, recount(&store, "j").await);
+        let c = store.counts("j".into()).await.unwrap();
+        assert_eq!(
+            (c.files_total, c.files_done, c.files_failed, c.files_skipped),
+            (4, 1, 1, 1)
+        );
+        assert_eq!((c.bytes_total, c.bytes_done), (12 + 20 + 30 + 5, 12 + 5));
+        assert_eq!(store.counts("other".into()).await.unwrap().files_total, 1);
+
+        // A database from before the kept counts: they are filled from the files at open.
+        store
+            .call(|c| {
+                c.execute_batch(
+                    "DROP TRIGGER job_files_counted; DROP TRIGGER job_files_recounted;
+                     DROP TRIGGER job_files_uncounted; DROP TABLE job_counts;
+                     UPDATE job_files SET status = 'copied' WHERE seq = 3 AND job = 'j';",
+                )
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(kept(&store, "j").await, recount(&store, "j").await);
+        assert_eq!(store.counts("j".into()).await.unwrap().files_done, 2);
+    }
 }
