@@ -186,9 +186,7 @@ mod tests {
             answer.extend_from_slice(&bytes);
             carried.push(sent.map(|(_, n)| n));
         }
-        let mut none = FileRef::default();
-        none.path = None;
-        answer.extend_from_slice(&record(&shares, &mut folders, none, 10).0);
+        answer.extend_from_slice(&record(&shares, &mut folders, FileRef::default(), 10).0);
         assert_eq!(
             carried,
             [Some(70_000), Some(0), None, Some(5000), None, None]
