@@ -289,9 +289,6 @@ fn stream(
     }
     open.file.seek(SeekFrom::Start(start))?;
     let mut left = len;
-    // Sized to the read: zeroing a 256 KiB buffer for a 20 KiB file was the top cost of
-    // copying many small files.
-    let mut buf = vec![0u8; READ_CHUNK.min(usize::try_from(len).unwrap_or(READ_CHUNK))];
     let began = Instant::now();
     while left > 0 {
         if let Some(rate) = rate {
@@ -300,15 +297,26 @@ fn stream(
                 std::thread::sleep(wait);
             }
         }
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = open.file.read(&mut buf[..want])?;
+        let want = READ_CHUNK.min(usize::try_from(left).unwrap_or(READ_CHUNK));
+        let (n, bytes) = if want < READ_CHUNK {
+            // The tail, or a small file: sized to the read, as zeroing a whole chunk for a
+            // 20 KiB file was the top cost of copying many small files.
+            let mut buf = vec![0u8; want];
+            let n = open.file.read(&mut buf)?;
+            buf.truncate(n);
+            (n, Bytes::from(buf))
+        } else {
+            let mut buf = crate::bufpool::CHUNKS.get();
+            let n = open.file.read(buf.space())?;
+            (n, buf.freeze(n))
+        };
         if n == 0 {
             return Ok(Some(ReadEnd::Changed));
         }
         if let Some(h) = hasher.as_mut() {
-            h.update(&buf[..n]);
+            h.update(&bytes);
         }
-        if !send(Bytes::copy_from_slice(&buf[..n])) {
+        if !send(bytes) {
             return Ok(None);
         }
         left -= n as u64;

@@ -1,6 +1,7 @@
 //! The Mover agent runtime: key, tunnel, reconnect, browse/read service, control channel.
 #![forbid(unsafe_code)]
 
+pub mod bufpool;
 pub mod config;
 pub mod control;
 pub mod delta;
