@@ -23,9 +23,10 @@ use crate::store::PendingFile;
 /// Files up to this size at the scan go in batches.
 const FILE_MAX: u64 = 1 << 20;
 /// Files per batch.
-const FILES: usize = 64;
-/// Bytes per batch (by the scan's sizes), so a batch's memory stays bounded.
-const BYTES: u64 = 4 << 20;
+const FILES: usize = 128;
+/// Bytes per batch (by the scan's sizes), so a batch's memory stays bounded (a job holds about
+/// its concurrency times this).
+const BYTES: u64 = 8 << 20;
 /// Path bytes per batch, so the request stays under the agent's request limit.
 const PATH_BYTES: usize = mover_proto::MAX_REQUEST_BODY / 2;
 /// A file that has grown past this since the scan is read on its own.
@@ -495,10 +496,11 @@ mod tests {
         assert_eq!(sizes, [FILES, FILES, 1]);
         assert!(b.take().is_none());
 
-        // By bytes: 1 MiB files, four to a batch.
+        // By bytes: the biggest files that go in batches, a few to a batch.
         let mut b = Batcher::default();
-        let full = (0..5).filter_map(|s| b.push(pending(s, FILE_MAX))).next();
-        assert_eq!(full.map(|f| f.len()), Some(4));
+        let per_batch = (BYTES / FILE_MAX) as usize;
+        let full = (0..20).filter_map(|s| b.push(pending(s, FILE_MAX))).next();
+        assert_eq!(full.map(|f| f.len()), Some(per_batch));
 
         // By path length: long paths make smaller batches.
         let mut b = Batcher::default();
