@@ -543,15 +543,34 @@ async fn remove_from_destination(dest: &crate::raw_path::RawPath) -> String {
     }
 }
 
-/// Records what a walk finds in the job's file table.
+/// Files a scan gathers before it writes them to the database.
+const SCAN_BATCH: usize = 2000;
+
+/// Records what a walk finds in the job's file table, a few thousand files per transaction
+/// (folders of a few dozen files each made a transaction per folder cost more than the walk).
 struct StoreSink<'a> {
     store: &'a crate::store::Store,
     job: &'a str,
+    found: Vec<crate::store::NewFile>,
+}
+
+impl StoreSink<'_> {
+    async fn flush(&mut self) -> Result<(), WalkError> {
+        if self.found.is_empty() {
+            return Ok(());
+        }
+        let files = std::mem::take(&mut self.found);
+        Ok(self.store.add_files(self.job.to_owned(), files).await?)
+    }
 }
 
 impl Sink for StoreSink<'_> {
     async fn files(&mut self, files: Vec<crate::store::NewFile>) -> Result<(), WalkError> {
-        Ok(self.store.add_files(self.job.to_owned(), files).await?)
+        self.found.extend(files);
+        if self.found.len() >= SCAN_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
     }
 }
 
@@ -560,14 +579,13 @@ async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), WalkE
     // The filters were checked when the job was created.
     let filter = Filter::new(&job.plan.filters).unwrap_or_default();
     let targets = targets(&job.sources, &job.destination, &job.plan.mappings);
-    walk(
-        client,
-        &targets,
-        &filter,
-        &mut StoreSink {
-            store: &app.store,
-            job: &job.id,
-        },
-    )
-    .await
+    let mut sink = StoreSink {
+        store: &app.store,
+        job: &job.id,
+        found: Vec::new(),
+    };
+    walk(client, &targets, &filter, &mut sink).await?;
+    // An interrupted walk leaves what it found unwritten or half written: the scan starts over
+    // anyway, and files already known are left as they are.
+    sink.flush().await
 }

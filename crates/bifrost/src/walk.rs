@@ -1,5 +1,6 @@
 //! Walking an agent's folders: what a job's sources become at the destination, and its filters.
 
+use futures_util::StreamExt;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use mover_proto::api::{Destination, FileStatus, Filters, Mapping};
 use mover_proto::{route, BrowsePage, Entry, EntryKind};
@@ -202,86 +203,121 @@ pub async fn walk<S: Sink>(
             .await?;
             continue;
         }
-        // (agent folder, destination folder, path relative to the target for the filters)
-        let mut folders = vec![(target.source.clone(), target.dest.clone(), String::new())];
-        while let Some((dir, dest, rel)) = folders.pop() {
-            sink.folder();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut pairs = vec![dir.query_pair()];
-                if let Some(c) = cursor.as_deref() {
-                    pairs.push(("cursor", c.to_owned()));
-                }
-                let page: BrowsePage = match client.get_json(route::BROWSE, &pairs).await {
-                    Ok(page) => page,
-                    // A subfolder the agent may not list fails alone; the walk goes on.
-                    Err(AgentError::Status { status, message })
-                        if status.is_client_error() && !rel.is_empty() && cursor.is_none() =>
-                    {
-                        let mut marker = dest.clone();
-                        marker.0.push(b'/');
-                        sink.files(vec![NewFile {
-                            source: dir.clone(),
-                            dest: marker,
-                            size: 0,
-                            modified: None,
-                            status: FileStatus::Failed,
-                            reason: Some(format!("cannot list the folder: {message}")),
-                        }])
-                        .await?;
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if cursor.is_none() && page.entries.is_empty() {
-                    // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
-                    let entry = Entry {
-                        name: String::new(),
-                        name_b64: None,
-                        kind: EntryKind::Dir,
+        // Pages of several folders are asked for at once: one at a time, a tree of many small
+        // folders took a round trip per folder.
+        let mut pages = futures_util::stream::FuturesUnordered::new();
+        let mut folders = vec![Folder {
+            dir: target.source.clone(),
+            dest: target.dest.clone(),
+            rel: String::new(),
+        }];
+        loop {
+            while pages.len() < PAGES_IN_FLIGHT {
+                let Some(folder) = folders.pop() else { break };
+                sink.folder();
+                pages.push(fetch_page(client, folder, None));
+            }
+            let Some((folder, cursor, result)) = pages.next().await else {
+                break;
+            };
+            let page: BrowsePage = match result {
+                Ok(page) => page,
+                // A subfolder the agent may not list fails alone; the walk goes on.
+                Err(AgentError::Status { status, message })
+                    if status.is_client_error() && !folder.rel.is_empty() && cursor.is_none() =>
+                {
+                    let mut marker = folder.dest.clone();
+                    marker.0.push(b'/');
+                    sink.files(vec![NewFile {
+                        source: folder.dir.clone(),
+                        dest: marker,
                         size: 0,
                         modified: None,
-                    };
-                    let mut marker = dest.clone();
-                    marker.0.push(b'/');
-                    sink.files(vec![new_file(dir.clone(), marker, &entry)])
-                        .await?;
+                        status: FileStatus::Failed,
+                        reason: Some(format!("cannot list the folder: {message}")),
+                    }])
+                    .await?;
+                    continue;
                 }
-                let mut files = Vec::with_capacity(page.entries.len());
-                for e in &page.entries {
-                    let name = RawPath::entry_name(e);
-                    let (src, to) = (dir.join(&name), dest.child(&name));
-                    let rel = if rel.is_empty() {
-                        name.lossy()
-                    } else {
-                        format!("{rel}/{}", name.lossy())
-                    };
-                    if !name.is_safe_name() {
-                        files.push(NewFile {
-                            source: src,
+                Err(e) => return Err(e.into()),
+            };
+            let Folder { dir, dest, rel } = &folder;
+            if cursor.is_none() && page.entries.is_empty() {
+                // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
+                let entry = Entry {
+                    name: String::new(),
+                    name_b64: None,
+                    kind: EntryKind::Dir,
+                    size: 0,
+                    modified: None,
+                };
+                let mut marker = dest.clone();
+                marker.0.push(b'/');
+                sink.files(vec![new_file(dir.clone(), marker, &entry)])
+                    .await?;
+            }
+            let mut files = Vec::with_capacity(page.entries.len());
+            for e in &page.entries {
+                let name = RawPath::entry_name(e);
+                let (src, to) = (dir.join(&name), dest.child(&name));
+                let rel = if rel.is_empty() {
+                    name.lossy()
+                } else {
+                    format!("{rel}/{}", name.lossy())
+                };
+                if !name.is_safe_name() {
+                    files.push(NewFile {
+                        source: src,
+                        dest: to,
+                        size: e.size,
+                        modified: None,
+                        status: FileStatus::Failed,
+                        reason: Some("unsafe file name from the agent".into()),
+                    });
+                } else if e.kind == EntryKind::Dir {
+                    if filter.takes_dir(&rel, &name) {
+                        folders.push(Folder {
+                            dir: src,
                             dest: to,
-                            size: e.size,
-                            modified: None,
-                            status: FileStatus::Failed,
-                            reason: Some("unsafe file name from the agent".into()),
+                            rel,
                         });
-                    } else if e.kind == EntryKind::Dir {
-                        if filter.takes_dir(&rel, &name) {
-                            folders.push((src, to, rel));
-                        }
-                    } else if e.kind != EntryKind::File || filter.takes_file(&rel, &name, e) {
-                        files.push(new_file(src, to, e));
                     }
+                } else if e.kind != EntryKind::File || filter.takes_file(&rel, &name, e) {
+                    files.push(new_file(src, to, e));
                 }
-                sink.files(files).await?;
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
+            }
+            sink.files(files).await?;
+            if let Some(next) = page.next_cursor {
+                pages.push(fetch_page(client, folder, Some(next)));
             }
         }
     }
     Ok(())
+}
+
+/// Folder pages asked for at once during a walk.
+const PAGES_IN_FLIGHT: usize = 8;
+
+/// A folder to list: on the agent, at the destination, and relative to the target (for the
+/// filters).
+struct Folder {
+    dir: RawPath,
+    dest: RawPath,
+    rel: String,
+}
+
+/// One page of `folder`, handed back with the folder and the cursor it was asked with.
+async fn fetch_page(
+    client: &AgentClient,
+    folder: Folder,
+    cursor: Option<String>,
+) -> (Folder, Option<String>, Result<BrowsePage, AgentError>) {
+    let mut pairs = vec![folder.dir.query_pair()];
+    if let Some(c) = cursor.as_deref() {
+        pairs.push(("cursor", c.to_owned()));
+    }
+    let result = client.get_json(route::BROWSE, &pairs).await;
+    (folder, cursor, result)
 }
 
 /// Counts what a walk finds, keeping the first few paths.
