@@ -274,6 +274,9 @@ def main():
     agent.stop()
     log("1. big file: cp")
     results["big_cp"] = median_of(lambda: sh(f"cp {big}/big.bin {dest}/"), fresh(dest))
+    # The same durability as Mover's copy (synced to the disk before it counts as done).
+    log("1. big file: cp + sync")
+    results["big_cp_sync"] = median_of(lambda: sh(f"cp {big}/big.bin {dest}/ && sync {dest}/big.bin"), fresh(dest))
     log("1. big file: rsync over ssh")
     results["big_rsync"] = median_of(lambda: sh(f"rsync -a -e '{rsh}' {big}/big.bin 127.0.0.1:{dest}/"), fresh(dest))
 
@@ -352,11 +355,14 @@ def write_report(r):
     def row(what, mover, baseline, ratio, target, ok):
         rows.append(f"| {what} | {mover} | {baseline} | {ratio:.2f}× | {target} | {'met' if ok else 'missed'} |")
 
-    for name, key in (("`cp`", "big_cp"), ("`rsync -a` over ssh", "big_rsync")):
+    for name, key, target in (("`cp`", "big_cp", 0.8), ("`cp` then `sync` of the copy", "big_cp_sync", None),
+                              ("`rsync -a` over ssh", "big_rsync", 2.0)):
+        if key not in r:
+            continue
         ratio = r[key] / r["big_mover"]
-        target = 0.8 if key == "big_cp" else 2.0
         row(f"1. {BIG >> 30} GiB file vs {name}", f"{mbps(r['big_mover']):.0f} MB/s ({r['big_mover']:.2f} s)",
-            f"{mbps(r[key]):.0f} MB/s ({r[key]:.2f} s)", ratio, f"≥{target}×", ratio >= target)
+            f"{mbps(r[key]):.0f} MB/s ({r[key]:.2f} s)", ratio, f"≥{target}×" if target else "(reference)",
+            ratio >= target if target else True)
     for suffix, where in (("", "disk"), ("_shm", "tmpfs")):
         if f"small_mover{suffix}" not in r:
             continue
@@ -391,7 +397,7 @@ def write_report(r):
         f"median of {RUNS} runs, release builds, loopback; data in `{WORK}` (page cache warm for every tool). "
         f"Mover's time runs from creating the job to its completion (listing, copying, BLAKE3 both ends, "
         f"fsync of every file, rename); the small files are {r['small_bytes'] / mib:.0f} MiB in all; "
-        f"Mover copies them with 16 streams.",
+        f"Mover copies them 16 requests at a time (batches of up to 128 files).",
         "",
         "| Scenario | Mover | Baseline | Baseline time ÷ Mover time | Target | |",
         "|---|---|---|---|---|---|",
