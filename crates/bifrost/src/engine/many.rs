@@ -56,7 +56,9 @@ pub struct Batcher {
 impl Batcher {
     /// Adds a file; gives back a batch once one is full.
     pub fn push(&mut self, file: PendingFile) -> Option<Vec<PendingFile>> {
-        let path_bytes = file.source.0.len() * 4 / 3 + 32;
+        // As the request will spell it: JSON escapes can make a name six times longer.
+        let path_bytes =
+            serde_json::to_vec(&file_ref(&file.source)).map_or(PATH_BYTES, |json| json.len() + 1);
         let full = !self.files.is_empty()
             && (self.files.len() >= FILES
                 || self.bytes + file.size > BYTES
@@ -130,7 +132,6 @@ pub async fn copy_many(
     let mut alone = Vec::new();
     match fetch(client, todo, meter, &mut counted, &mut out, &mut alone).await {
         Ok(arrived) => put_in_place(arrived, mode, &mut out).await,
-        // An agent from before batches: each file on its own.
         Err(not_served) => alone = not_served,
     }
     meter.active.fetch_sub(count, Ordering::Relaxed);
@@ -200,8 +201,9 @@ async fn fetch(
     };
     let res = match client.read_many(&request).await {
         Ok(res) => res,
+        // An agent from before batches, or a request it finds too big: each file on its own.
         Err(AgentError::Status {
-            status: StatusCode::NOT_FOUND,
+            status: StatusCode::NOT_FOUND | StatusCode::PAYLOAD_TOO_LARGE,
             ..
         }) => return Err(todo.into_iter().map(|p| p.file).collect()),
         Err(e) => {
@@ -502,11 +504,20 @@ mod tests {
         let full = (0..20).filter_map(|s| b.push(pending(s, FILE_MAX))).next();
         assert_eq!(full.map(|f| f.len()), Some(per_batch));
 
-        // By path length: long paths make smaller batches.
-        let mut b = Batcher::default();
-        let mut long = pending(0, 1);
-        long.source = RawPath::new(&format!("/{}", "x".repeat(4000)));
-        let full = (0..20).filter_map(|_| b.push(long.clone())).next().unwrap();
-        assert!(full.len() < 10 && full.len() > 1, "{}", full.len());
+        // By path length as the request spells it: long paths make smaller batches, and names
+        // JSON must escape count six bytes a character.
+        for (name, per_batch) in [("x".repeat(4000), 8), ("\u{1}".repeat(1000), 5)] {
+            let mut b = Batcher::default();
+            let mut long = pending(0, 1);
+            long.source = RawPath::new(&format!("/{name}"));
+            let full = (0..20).filter_map(|_| b.push(long.clone())).next().unwrap();
+            assert_eq!(full.len(), per_batch, "{name:.10}");
+            let json = serde_json::to_vec(&ReadMany {
+                files: full.iter().map(|f| file_ref(&f.source)).collect(),
+                max_size: MAX_SIZE,
+            })
+            .unwrap();
+            assert!(json.len() < mover_proto::MAX_REQUEST_BODY, "{}", json.len());
+        }
     }
 }
