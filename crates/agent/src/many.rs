@@ -70,12 +70,22 @@ fn record(
     }
 }
 
+/// Longest error message in a record: a long path quoted in it must not make the head longer
+/// than Bifrost accepts (which would fail the rest of the batch).
+const MAX_MESSAGE: usize = 4096;
+
 fn error_record(status: u16, message: &str) -> Bytes {
+    let mut message = message.to_owned();
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
     Bytes::from(head_bytes(&Head {
-        error: Some(RecordError {
-            status,
-            message: message.to_owned(),
-        }),
+        error: Some(RecordError { status, message }),
         ..Head::default()
     }))
 }
@@ -223,6 +233,16 @@ mod tests {
             d.next_record().unwrap().unwrap().head.error.unwrap().status,
             413
         );
+    }
+
+    #[test]
+    fn a_long_error_message_keeps_its_record_readable() {
+        let long = "\"é".repeat(40_000);
+        let mut d = Decoder::new(10);
+        d.push(&error_record(403, &long));
+        let r = d.next_record().unwrap().unwrap();
+        let message = r.head.error.unwrap().message;
+        assert!(message.len() <= MAX_MESSAGE + '…'.len_utf8() && message.ends_with('…'));
     }
 
     #[test]

@@ -280,6 +280,42 @@ fn names_that_are_not_utf8_are_recreated_exactly() {
     );
 }
 
+/// Names that could share a temporary file at the destination: two that differ only in bytes
+/// that are not UTF-8, and a file named like another's temporary file. Copied in one batch, each
+/// keeps its own content.
+#[cfg(unix)]
+#[test]
+fn files_whose_temporary_names_could_clash_keep_their_own_content() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new();
+    let src = w.share.join("clash");
+    std::fs::create_dir_all(&src).unwrap();
+    let files: [(&[u8], &str); 4] = [
+        (b"caf\xe9", "e acute"),
+        (b"caf\xe8", "e grave"),
+        (b".x.mover-part", "named like a temporary file"),
+        (b"x", "x itself"),
+    ];
+    for (name, content) in files {
+        std::fs::write(src.join(OsStr::from_bytes(name)), content).unwrap();
+    }
+    let dest = w.dir.path().join("dest");
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[&w.src("clash")], &dest, None);
+    let done = w.bifrost.wait_job(&job, Duration::from_secs(30));
+    assert_eq!(done["state"], "completed", "{done}");
+    for (name, content) in files {
+        let copied = dest.join("clash").join(OsStr::from_bytes(name));
+        assert_eq!(
+            std::fs::read_to_string(&copied).unwrap(),
+            content,
+            "{copied:?}"
+        );
+    }
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

@@ -80,9 +80,21 @@ const SPARSE_MIN: usize = 4096;
 /// the file without another copy (tokio's `File` copies every write into a buffer of its own,
 /// and a `BufWriter` in front of it copied them once more: a sixth of Bifrost's CPU on a big
 /// file). A chunk of zeros is skipped over instead, so sparse files stay sparse.
+///
+/// Dropped without [`ChunkWriter::finish`] (an attempt given up), it writes nothing more, so
+/// late bytes of an abandoned attempt cannot land in the next attempt's file.
 struct ChunkWriter {
     tx: Option<tokio::sync::mpsc::Sender<(u64, bytes::Bytes)>>,
-    task: tokio::task::JoinHandle<std::io::Result<std::fs::File>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>>,
+    abandoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.abandoned.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl ChunkWriter {
@@ -90,9 +102,14 @@ impl ChunkWriter {
         use std::io::{Seek, Write};
         let mut file = file.into_std().await;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, bytes::Bytes)>(16);
+        let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = abandoned.clone();
         let task = tokio::task::spawn_blocking(move || {
             let mut pos = None;
             while let Some((at, data)) = rx.blocking_recv() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 if data.len() >= SPARSE_MIN && data.iter().all(|&b| b == 0) {
                     continue;
                 }
@@ -104,7 +121,11 @@ impl ChunkWriter {
             }
             Ok(file)
         });
-        Self { tx: Some(tx), task }
+        Self {
+            tx: Some(tx),
+            task: Some(task),
+            abandoned,
+        }
     }
 
     /// Queues `data` to be written at `at`; false once writing has failed (see `finish`).
@@ -118,8 +139,11 @@ impl ChunkWriter {
     /// Waits until every queued chunk is written.
     async fn finish(mut self) -> std::io::Result<tokio::fs::File> {
         self.tx.take();
-        let file = self
+        let task = self
             .task
+            .take()
+            .ok_or_else(|| std::io::Error::other("finished twice"))?;
+        let file = task
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
         Ok(tokio::fs::File::from_std(file))
@@ -172,11 +196,12 @@ pub(super) fn note(rerun: bool, existed: bool) -> Option<String> {
 
 /// The temporary file a copy is written to before its rename to `dest`, beside it.
 pub(super) fn partial_path(dest: &Path) -> std::path::PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.mover-part"))
+    // From the name's exact bytes: two names that differ only in bytes that are not UTF-8 must
+    // not share a temporary file.
+    let mut name = std::ffi::OsString::from(".");
+    name.push(dest.file_name().unwrap_or_default());
+    name.push(".mover-part");
+    dest.with_file_name(name)
 }
 
 /// What a job asks of each copy.
@@ -409,6 +434,9 @@ async fn copy_inner(
             .map_err(|e| local(e, "truncate", &partial))?;
         f
     } else {
+        // A new file, not the old one truncated: a writer of an abandoned attempt still holding
+        // the old one cannot reach this one.
+        let _ = tokio::fs::remove_file(&partial).await;
         tokio::fs::File::create(&partial)
             .await
             .map_err(|e| local(e, "create", &partial))?
@@ -741,7 +769,9 @@ async fn copy_in_parts(
     };
     if cvs.is_empty() {
         // A fresh start: a temporary file of the final length (holes until written) and a
-        // journal for this version of the source.
+        // journal for this version of the source. A new file, not the old one truncated (see
+        // above).
+        let _ = tokio::fs::remove_file(partial).await;
         let f = tokio::fs::File::create(partial)
             .await
             .map_err(|e| local(e, "create", partial))?;
@@ -891,6 +921,7 @@ async fn fetch_part(
             }
             Ok(Err(f)) => trailers = f.into_trailers().ok(),
             Err(e) => {
+                let _ = writer.finish().await;
                 let reason = format!("connection to the agent failed mid-file: {e}");
                 return Err((CopyError::Retry(reason), written > 0));
             }

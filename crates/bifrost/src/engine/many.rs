@@ -123,16 +123,26 @@ pub async fn copy_many(
             Step::Settled(file, result) => out.push((file, result)),
         }
     }
+    // A file whose destination is another's temporary name (a source file called
+    // `.x.mover-part` beside `x`) would be renamed over it: such files go on their own, after
+    // the batch.
+    let partials: HashSet<PathBuf> = todo.iter().map(|p| p.partial.clone()).collect();
+    let (todo, clashing): (Vec<Planned>, Vec<Planned>) =
+        todo.into_iter().partition(|p| !partials.contains(&p.dest));
+    let mut alone: Vec<PendingFile> = clashing.into_iter().map(|p| p.file).collect();
     if todo.is_empty() {
+        for file in alone {
+            let result = copy::copy_file(client, &file, meter, None, mode).await;
+            out.push((file, result));
+        }
         return out;
     }
     let count = todo.len() as u64;
     meter.active.fetch_add(count, Ordering::Relaxed);
     let mut counted = 0;
-    let mut alone = Vec::new();
     match fetch(client, todo, meter, &mut counted, &mut out, &mut alone).await {
         Ok(arrived) => put_in_place(arrived, mode, &mut out).await,
-        Err(not_served) => alone = not_served,
+        Err(not_served) => alone.extend(not_served),
     }
     meter.active.fetch_sub(count, Ordering::Relaxed);
     meter.inflight.fetch_sub(counted, Ordering::Relaxed);
@@ -216,6 +226,7 @@ async fn fetch(
     };
     let mut todo = todo.into_iter();
     let mut arrived = Vec::new();
+    let mut held = 0u64;
     let mut decoder = Decoder::new(MAX_SIZE);
     let mut body = res.into_body();
     let mut failure = None;
@@ -244,7 +255,15 @@ async fn fetch(
                     meter.inflight.fetch_add(n, Ordering::Relaxed);
                     *counted += n;
                     match check(planned, record) {
-                        Checked::Arrived(a) => arrived.push(a),
+                        // Files that grew since the scan could make a batch far bigger than
+                        // planned: past twice the plan, the rest are read again on their own.
+                        Checked::Arrived(a) if held + a.content.len() as u64 > 2 * BYTES => {
+                            alone.push(a.planned.file)
+                        }
+                        Checked::Arrived(a) => {
+                            held += a.content.len() as u64;
+                            arrived.push(a)
+                        }
                         Checked::Alone(file) => alone.push(file),
                         Checked::Refused(file, e) => out.push((file, Err(e))),
                     }
@@ -484,6 +503,17 @@ mod tests {
             check(planned(6), record(b"", good, Some((413, "grew")))),
             Checked::Alone(f) if f.seq == 6
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn temporary_names_keep_the_exact_bytes_of_the_name() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = Path::new("/d");
+        let a = copy::partial_path(&dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9")));
+        let b = copy::partial_path(&dir.join(std::ffi::OsStr::from_bytes(b"caf\xe8")));
+        assert_ne!(a, b);
+        assert_eq!(a.as_os_str().as_bytes(), b"/d/.caf\xe9.mover-part");
     }
 
     #[test]
