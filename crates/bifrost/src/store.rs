@@ -146,17 +146,21 @@ pub fn now() -> String {
 impl Store {
     /// Opens (and creates) the database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        let counted: bool = conn.query_row(
+        // Checked inside the write transaction: two processes opening an older database at
+        // once fill the counts once.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let counted: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_counts')",
             [],
             |r| r.get(0),
         )?;
         if !counted {
-            conn.execute_batch(&format!("BEGIN IMMEDIATE; {COUNTS} COMMIT;"))?;
+            tx.execute_batch(COUNTS)?;
         }
+        tx.commit()?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             tally: Arc::default(),

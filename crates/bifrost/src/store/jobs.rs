@@ -641,6 +641,16 @@ mod tests {
             .await
             .unwrap();
         drop(store);
+        // Two processes opening it at once fill the counts once.
+        let opens: Vec<_> = (0..2)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Store::open(&path).map(drop))
+            })
+            .collect();
+        for open in opens {
+            open.join().unwrap().unwrap();
+        }
         let store = Store::open(&path).unwrap();
         assert_eq!(kept(&store, "j").await, recount(&store, "j").await);
         assert_eq!(store.counts("j".into()).await.unwrap().files_done, 2);
