@@ -96,49 +96,22 @@ pub async fn handle(
     let res = match (req.method(), path.as_str()) {
         (&Method::GET, route::INFO) => json(StatusCode::OK, &tunnel.shared.info()),
         (&Method::POST, route::SESSION) => session(&tunnel, req).await,
-        (&Method::POST, route::WATCH) => {
-            if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
-                error(
-                    StatusCode::FORBIDDEN,
-                    "this connector is not authorized at Bifrost",
-                )
-            } else {
-                watch(&tunnel, req).await
-            }
-        }
         (&Method::GET, route::EVENTS) => events(&tunnel),
-        (&Method::POST, route::READ_MANY) => {
-            if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
-                error(
-                    StatusCode::FORBIDDEN,
-                    "this connector is not authorized at Bifrost",
-                )
-            } else if tunnel
-                .shared
-                .draining
-                .load(std::sync::atomic::Ordering::SeqCst)
-            {
-                error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping")
-            } else {
-                read_many(&tunnel.shared, req).await
-            }
-        }
+        (&Method::POST, route::WATCH) => match refusal(&tunnel, false) {
+            Some(refused) => refused,
+            None => watch(&tunnel, req).await,
+        },
+        (&Method::POST, route::READ_MANY) => match refusal(&tunnel, true) {
+            Some(refused) => refused,
+            None => read_many(&tunnel.shared, req).await,
+        },
         (&Method::GET, route::BROWSE | route::STAT | route::READ | route::HASH) => {
-            if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
-                error(
-                    StatusCode::FORBIDDEN,
-                    "this connector is not authorized at Bifrost",
-                )
-            } else if path == route::READ
-                && tunnel
-                    .shared
-                    .draining
-                    .load(std::sync::atomic::Ordering::SeqCst)
-            {
-                error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping")
-            } else {
-                let range = req.headers().get(http::header::RANGE).cloned();
-                files(&tunnel.shared, &path, &query, range).await
+            match refusal(&tunnel, path == route::READ) {
+                Some(refused) => refused,
+                None => {
+                    let range = req.headers().get(http::header::RANGE).cloned();
+                    files(&tunnel.shared, &path, &query, range).await
+                }
             }
         }
         _ => error(
@@ -149,42 +122,50 @@ pub async fn handle(
     Ok(res)
 }
 
-async fn session(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
+/// Why a route that needs an authorized tunnel (and, for reads, an agent not stopping) is
+/// refused; `None` when it may go ahead.
+fn refusal(tunnel: &Tunnel, reads: bool) -> Option<Response<Body>> {
+    if !matches!(*tunnel.session.borrow(), SessionState::Authorized { .. }) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "this connector is not authorized at Bifrost",
+        ));
+    }
+    let stopping = tunnel
+        .shared
+        .draining
+        .load(std::sync::atomic::Ordering::SeqCst);
+    (reads && stopping).then(|| error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"))
+}
+
+/// A request's JSON body, or the error answer saying why it cannot be read as `what`.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: Request<hyper::body::Incoming>,
+    what: &str,
+) -> Result<T, Response<Body>> {
+    let body = Limited::new(req.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-    };
-    match serde_json::from_slice::<SessionState>(&body) {
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?
+        .to_bytes();
+    serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("malformed {what}: {e}")))
+}
+
+async fn session(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    match json_body::<SessionState>(req, "session state").await {
         Ok(state) => {
             tunnel.session.send_replace(state);
             Response::new(empty())
         }
-        Err(e) => error(
-            StatusCode::BAD_REQUEST,
-            &format!("malformed session state: {e}"),
-        ),
+        Err(res) => res,
     }
 }
 
 async fn watch(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-    };
-    let request = match serde_json::from_slice::<mover_proto::Watch>(&body) {
+    let request = match json_body::<mover_proto::Watch>(req, "watch request").await {
         Ok(w) => w,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("malformed watch request: {e}"),
-            )
-        }
+        Err(res) => return res,
     };
     let shares = tunnel.shared.shares.borrow().clone();
     match tunnel.shared.delta.watch(&shares, request.roots) {
@@ -194,21 +175,9 @@ async fn watch(tunnel: &Tunnel, req: Request<hyper::body::Incoming>) -> Response
 }
 
 async fn read_many(shared: &Arc<Shared>, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-    };
-    let request = match serde_json::from_slice::<mover_proto::many::ReadMany>(&body) {
+    let request = match json_body::<mover_proto::many::ReadMany>(req, "read-many request").await {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("malformed read-many request: {e}"),
-            )
-        }
+        Err(res) => return res,
     };
     if let Err(e) = crate::many::check(&request) {
         return error(StatusCode::BAD_REQUEST, &e);

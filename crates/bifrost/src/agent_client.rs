@@ -201,15 +201,8 @@ impl AgentClient {
     ) -> Result<Response<Incoming>, AgentError> {
         let body = serde_json::to_vec(request).map_err(|e| AgentError::Protocol(e.to_string()))?;
         let req = Request::post(Self::uri::<&str>(route::READ_MANY, &[]))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
-        let res = self.send(req).await?;
-        if res.status().is_success() {
-            Ok(res)
-        } else {
-            Err(error_from(res).await)
-        }
+            .header(http::header::CONTENT_TYPE, "application/json");
+        self.stream_with(req, Bytes::from(body)).await
     }
 
     /// Opens the agent's event stream.
@@ -220,8 +213,17 @@ impl AgentClient {
 
     /// Sends a bodiless request whose answer is read as a stream.
     async fn stream(&self, req: http::request::Builder) -> Result<Response<Incoming>, AgentError> {
+        self.stream_with(req, Bytes::new()).await
+    }
+
+    /// Sends a request whose answer is read as a stream.
+    async fn stream_with(
+        &self,
+        req: http::request::Builder,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, AgentError> {
         let req = req
-            .body(Full::new(Bytes::new()))
+            .body(Full::new(body))
             .map_err(|e| AgentError::Protocol(e.to_string()))?;
         let res = self.send(req).await?;
         if res.status().is_success() {

@@ -652,45 +652,25 @@ async fn copy_small(
             data.len()
         )));
     }
-    let (parent, partial) = (t.parent.to_path_buf(), t.partial.to_path_buf());
-    tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
-        use std::io::Write;
-        std::fs::create_dir_all(&parent).map_err(|e| local(e, "create folder", &parent))?;
-        let mut f = std::fs::File::create(&partial).map_err(|e| local(e, "create", &partial))?;
-        f.write_all(&data)
-            .map_err(|e| local(e, "write", &partial))?;
-        f.sync_all().map_err(|e| local(e, "sync", &partial))?;
-        if let Some(m) = modified {
-            filetime::set_file_handle_times(&f, None, Some(file_time(m)))
-                .map_err(|e| local(e, "set the modification time of", &partial))?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| CopyError::Retry(e.to_string()))??;
-    mode.store
-        .mark_verified(mode.job.clone(), vec![(file.seq, got.clone())])
-        .await
-        .map_err(|e| CopyError::Retry(e.to_string()))?;
-    let (parent, partial, dest) = (
-        t.parent.to_path_buf(),
-        t.partial.to_path_buf(),
-        t.dest.to_path_buf(),
-    );
-    tokio::task::spawn_blocking(move || -> Result<(), CopyError> {
-        std::fs::rename(&partial, &dest).map_err(|e| local(e, "rename into", &dest))?;
-        if let Ok(dir) = std::fs::File::open(&parent) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| CopyError::Retry(e.to_string()))??;
-    Ok(Some(Copied::Done {
-        size,
+    // Put in place exactly as a batch of one: written, synced, journaled, renamed.
+    let arrived = super::many::Arrived {
+        planned: super::many::Planned {
+            file: file.clone(),
+            dest: t.dest.to_path_buf(),
+            parent: t.parent.to_path_buf(),
+            partial: t.partial.to_path_buf(),
+            note,
+        },
+        content: data,
         blake3: got,
-        note,
-    }))
+        modified: modified.map(file_time),
+    };
+    let mut out = Vec::with_capacity(1);
+    super::many::put_in_place(vec![arrived], mode, &mut out).await;
+    match out.pop() {
+        Some((_, result)) => result.map(Some),
+        None => Err(CopyError::Retry("the copy was not put in place".into())),
+    }
 }
 
 /// Files bigger than this are read in parts when the tunnel has lanes.

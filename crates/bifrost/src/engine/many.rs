@@ -79,20 +79,20 @@ impl Batcher {
 }
 
 /// A file to fetch, and where it goes.
-struct Planned {
-    file: PendingFile,
-    dest: PathBuf,
-    parent: PathBuf,
-    partial: PathBuf,
-    note: Option<String>,
+pub(super) struct Planned {
+    pub(super) file: PendingFile,
+    pub(super) dest: PathBuf,
+    pub(super) parent: PathBuf,
+    pub(super) partial: PathBuf,
+    pub(super) note: Option<String>,
 }
 
 /// A file that arrived whole and verified.
-struct Arrived {
-    planned: Planned,
-    content: Vec<u8>,
-    blake3: String,
-    modified: Option<filetime::FileTime>,
+pub(super) struct Arrived {
+    pub(super) planned: Planned,
+    pub(super) content: Vec<u8>,
+    pub(super) blake3: String,
+    pub(super) modified: Option<filetime::FileTime>,
 }
 
 fn file_ref(source: &RawPath) -> FileRef {
@@ -329,7 +329,7 @@ fn check(planned: Planned, record: Record) -> Checked {
 
 /// Writes and syncs the arrived files, journals them in one transaction, then renames them
 /// and syncs their folders.
-async fn put_in_place(arrived: Vec<Arrived>, mode: &Mode, out: &mut Outcomes) {
+pub(super) async fn put_in_place(arrived: Vec<Arrived>, mode: &Mode, out: &mut Outcomes) {
     if arrived.is_empty() {
         return;
     }

@@ -540,14 +540,12 @@ mod tests {
         }
     }
 
-    /// The counts as a full scan of the job's files gives them.
-    async fn recount(store: &Store, job: &str) -> Vec<(String, i64, i64)> {
+    /// `(status, files, bytes)` rows of `sql` for `job`.
+    async fn rows(store: &Store, sql: &'static str, job: &str) -> Vec<(String, i64, i64)> {
         let job = job.to_owned();
         store
             .call(move |c| {
-                let mut stmt = c.prepare(
-                    "SELECT status, COUNT(*), SUM(size) FROM job_files WHERE job = ?1 GROUP BY status ORDER BY status",
-                )?;
+                let mut stmt = c.prepare(sql)?;
                 let rows = stmt
                     .query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect();
@@ -557,20 +555,14 @@ mod tests {
             .unwrap()
     }
 
+    /// The counts as a full scan of the job's files gives them.
+    async fn recount(store: &Store, job: &str) -> Vec<(String, i64, i64)> {
+        rows(store, "SELECT status, COUNT(*), SUM(size) FROM job_files WHERE job = ?1 GROUP BY status ORDER BY status", job).await
+    }
+
+    /// The counts the triggers keep.
     async fn kept(store: &Store, job: &str) -> Vec<(String, i64, i64)> {
-        let job = job.to_owned();
-        store
-            .call(move |c| {
-                let mut stmt = c.prepare(
-                    "SELECT status, files, bytes FROM job_counts WHERE job = ?1 AND files > 0 ORDER BY status",
-                )?;
-                let rows = stmt
-                    .query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect();
-                rows
-            })
-            .await
-            .unwrap()
+        rows(store, "SELECT status, files, bytes FROM job_counts WHERE job = ?1 AND files > 0 ORDER BY status", job).await
     }
 
     #[tokio::test]
