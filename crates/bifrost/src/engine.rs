@@ -379,7 +379,11 @@ async fn copy_pass(
                 break 'pages;
             };
             let (meter, limiter, mode) = (meter.clone(), limiter.cloned(), mode.clone());
-            tasks.spawn(async move {
+            let files = match &w {
+                Work::Many(files) => files.clone(),
+                Work::One(file) => vec![file.clone()],
+            };
+            tasks.spawn(guarded(files, async move {
                 match w {
                     Work::Many(files) => many::copy_many(&client, files, &meter, &mode).await,
                     Work::One(file) => {
@@ -389,7 +393,7 @@ async fn copy_pass(
                         vec![(file, result)]
                     }
                 }
-            });
+            }));
         }
         if last_page || flags.retry || flags.disk_full {
             break;
@@ -405,6 +409,32 @@ async fn copy_pass(
     } else {
         Pass::Finished
     })
+}
+
+/// Runs one task of a pass. A panic inside it (a bug) becomes a retryable failure of each of
+/// its files: they count attempts and end failed with the panic's message, where a lost task
+/// would leave them pending and tried again forever.
+async fn guarded(
+    files: Vec<crate::store::PendingFile>,
+    work: impl std::future::Future<Output = many::Outcomes>,
+) -> many::Outcomes {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(outcomes) => outcomes,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            tracing::error!(files = files.len(), panic = %what, "a copy task panicked");
+            let reason = format!("internal error while copying: {what}");
+            files
+                .into_iter()
+                .map(|f| (f, Err(copy::CopyError::Retry(reason.clone()))))
+                .collect()
+        }
+    }
 }
 
 /// One task of a pass: a file on its own, or a batch of small ones.
@@ -588,4 +618,43 @@ async fn scan(app: &App, job: &JobRow, client: &AgentClient) -> Result<(), WalkE
     // An interrupted walk leaves what it found unwritten or half written: the scan starts over
     // anyway, and files already known are left as they are.
     sink.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PendingFile;
+
+    fn pending(seq: i64) -> PendingFile {
+        PendingFile::example(seq, 1)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_fails_each_of_its_files_for_a_retry() {
+        let files = vec![pending(1), pending(2)];
+        let out = guarded(files, async {
+            if true {
+                panic!("index out of bounds");
+            }
+            Vec::new()
+        })
+        .await;
+        let seqs: Vec<i64> = out.iter().map(|(f, _)| f.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        for (_, result) in out {
+            let Err(copy::CopyError::Retry(r)) = result else {
+                panic!("expected a retry");
+            };
+            assert_eq!(r, "internal error while copying: index out of bounds");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_that_finishes_keeps_its_outcomes() {
+        let out = guarded(vec![pending(1)], async {
+            vec![(pending(1), Err(copy::CopyError::Failed("gone".into())))]
+        })
+        .await;
+        assert!(matches!(&out[..], [(_, Err(copy::CopyError::Failed(r)))] if r == "gone"));
+    }
 }

@@ -371,7 +371,8 @@ pub(super) async fn put_in_place(arrived: Vec<Arrived>, mode: &Mode, out: &mut O
     }
 }
 
-/// The blocking half of writing: each file created, written, synced and given its time.
+/// The blocking half of writing: each file created, written, dated and synced (dated first, so
+/// the one sync makes its time durable too).
 #[allow(clippy::type_complexity)]
 fn write_all(arrived: Vec<Arrived>) -> Vec<(Planned, Result<(u64, String), CopyError>)> {
     let mut made = HashSet::new();
@@ -393,12 +394,11 @@ fn write_one(a: &Arrived, made: &mut HashSet<PathBuf>) -> Result<(), CopyError> 
     let mut f = std::fs::File::create(&p.partial).map_err(|e| local(e, "create", &p.partial))?;
     f.write_all(&a.content)
         .map_err(|e| local(e, "write", &p.partial))?;
-    f.sync_all().map_err(|e| local(e, "sync", &p.partial))?;
     if let Some(t) = a.modified {
         filetime::set_file_handle_times(&f, None, Some(t))
             .map_err(|e| local(e, "set the modification time of", &p.partial))?;
     }
-    Ok(())
+    f.sync_all().map_err(|e| local(e, "sync", &p.partial))
 }
 
 /// The blocking half of putting in place: renames, then one sync per folder.
@@ -433,15 +433,7 @@ mod tests {
     use super::*;
 
     fn pending(seq: i64, size: u64) -> PendingFile {
-        PendingFile {
-            seq,
-            source: RawPath::new(&format!("/src/{seq}")),
-            dest: RawPath::new(&format!("{seq}")),
-            size,
-            attempts: 0,
-            modified: None,
-            verified: None,
-        }
+        PendingFile::example(seq, size)
     }
 
     fn planned(seq: i64) -> Planned {

@@ -97,6 +97,22 @@ pub struct PendingFile {
     pub verified: Option<String>,
 }
 
+#[cfg(test)]
+impl PendingFile {
+    /// A pending file of `size` bytes at `/src/{seq}` that goes to `{seq}`.
+    pub(crate) fn example(seq: i64, size: u64) -> Self {
+        Self {
+            seq,
+            source: RawPath::new(&format!("/src/{seq}")),
+            dest: RawPath::new(&format!("{seq}")),
+            size,
+            attempts: 0,
+            modified: None,
+            verified: None,
+        }
+    }
+}
+
 /// A file found while scanning.
 #[derive(Debug, Clone)]
 pub struct NewFile {
