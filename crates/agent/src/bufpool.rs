@@ -51,6 +51,11 @@ impl Pool {
         self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The size of its buffers.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// Buffers waiting for reuse.
     pub fn idle(&self) -> usize {
         self.lock().len()

@@ -182,7 +182,9 @@ async fn read_many(shared: &Arc<Shared>, req: Request<hyper::body::Incoming>) ->
     if let Err(e) = crate::many::check(&request) {
         return error(StatusCode::BAD_REQUEST, &e);
     }
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
+    // Two frames of up to 256 KiB each waiting per request (16 run at once) keep the link busy
+    // without holding much memory.
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(2);
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || crate::many::serve(&shared, request, &tx));
     let mut res = Response::new(ChannelBody(rx).boxed());
