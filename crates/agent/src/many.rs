@@ -331,7 +331,7 @@ mod tests {
             [Some(70_000), Some(0), None, Some(5000), None, None]
         );
         let mut d = Decoder::new(4096 * 20);
-        d.push(&answer);
+        d.push(answer.clone().into());
         let mut got = Vec::new();
         while let Some(r) = d.next_record().unwrap() {
             got.push(r);
@@ -357,7 +357,7 @@ mod tests {
             4000,
         );
         let mut d = Decoder::new(4000);
-        d.push(&bytes);
+        d.push(bytes.into());
         assert_eq!(
             d.next_record().unwrap().unwrap().head.error.unwrap().status,
             413
@@ -368,7 +368,7 @@ mod tests {
     fn a_long_error_message_keeps_its_record_readable() {
         let long = "\"é".repeat(40_000);
         let mut d = Decoder::new(10);
-        d.push(&error_record(403, &long));
+        d.push(error_record(403, &long).into());
         let r = d.next_record().unwrap().unwrap();
         let message = r.head.error.unwrap().message;
         assert!(message.len() <= MAX_MESSAGE + '…'.len_utf8() && message.ends_with('…'));

@@ -12,6 +12,9 @@
 //! absent. The agent reads each file whole before its record starts, so a file that changes
 //! while it is read becomes an error record, never a record with mixed content.
 
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 /// Files one request may name.
@@ -81,7 +84,7 @@ pub struct Record {
     /// What the agent says about the file.
     pub head: Head,
     /// The content (empty on error).
-    pub content: Vec<u8>,
+    pub content: Bytes,
     /// The agent's BLAKE3 of the content (absent on error).
     pub blake3: Option<[u8; HASH_LEN]>,
 }
@@ -103,11 +106,14 @@ pub enum FrameError {
     Truncated,
 }
 
-/// Splits an answer, pushed in the pieces it arrives in, into records.
+/// Splits an answer, pushed in the pieces it arrives in, into records. A record that lies
+/// within one piece is handed out as a slice of it, without a copy; only one that spans pieces
+/// is gathered (the agent packs records into 256 KiB frames, so most lie within one).
 #[derive(Debug, Default)]
 pub struct Decoder {
-    buf: Vec<u8>,
-    start: usize,
+    pieces: VecDeque<Bytes>,
+    /// Bytes in `pieces`.
+    len: usize,
     max_size: u64,
 }
 
@@ -115,40 +121,83 @@ impl Decoder {
     /// A decoder for an answer to a request with this `max_size`.
     pub fn new(max_size: u64) -> Self {
         Self {
-            buf: Vec::new(),
-            start: 0,
+            pieces: VecDeque::new(),
+            len: 0,
             max_size,
         }
     }
 
     /// Adds bytes as they arrive.
-    pub fn push(&mut self, data: &[u8]) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+    pub fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.len += data.len();
+            self.pieces.push_back(data);
         }
-        self.buf.extend_from_slice(data);
+    }
+
+    /// The first `n` bytes (at most `self.len`), in one slice: the first piece's when it holds
+    /// them.
+    fn peek(&self, n: usize) -> std::borrow::Cow<'_, [u8]> {
+        match self.pieces.front() {
+            Some(first) if first.len() >= n => std::borrow::Cow::Borrowed(&first[..n]),
+            _ => {
+                let mut out = Vec::with_capacity(n);
+                for piece in &self.pieces {
+                    let need = n - out.len();
+                    out.extend_from_slice(&piece[..need.min(piece.len())]);
+                    if out.len() == n {
+                        break;
+                    }
+                }
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Removes the first `n` bytes (at most `self.len`).
+    fn take(&mut self, n: usize) -> Bytes {
+        self.len -= n;
+        if let Some(first) = self.pieces.front_mut() {
+            if first.len() > n {
+                return first.split_to(n);
+            }
+            if first.len() == n {
+                return self.pieces.pop_front().unwrap_or_default();
+            }
+        }
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let need = n - out.len();
+            let Some(first) = self.pieces.front_mut() else {
+                break;
+            };
+            if first.len() > need {
+                out.extend_from_slice(&first.split_to(need));
+            } else {
+                out.extend_from_slice(first);
+                self.pieces.pop_front();
+            }
+        }
+        out.freeze()
     }
 
     /// The next whole record, if it has arrived.
     pub fn next_record(&mut self) -> Result<Option<Record>, FrameError> {
-        let avail = &self.buf[self.start..];
-        let Some(len_bytes) = avail.get(..4) else {
+        if self.len < 4 {
             return Ok(None);
-        };
+        }
+        let len_bytes = self.peek(4);
         let head_len =
             u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if head_len > MAX_HEAD {
             return Err(FrameError::HeadTooLong(head_len));
         }
-        let Some(json) = avail.get(4..4 + head_len) else {
+        let content_at = 4 + head_len;
+        if self.len < content_at {
             return Ok(None);
-        };
-        let head: Head =
-            serde_json::from_slice(json).map_err(|e| FrameError::BadHead(e.to_string()))?;
+        }
+        let head: Head = serde_json::from_slice(&self.peek(content_at)[4..])
+            .map_err(|e| FrameError::BadHead(e.to_string()))?;
         let (len, hash_len) = if head.error.is_some() {
             (0, 0)
         } else {
@@ -157,21 +206,20 @@ impl Decoder {
         if len > self.max_size {
             return Err(FrameError::TooBig(len, self.max_size));
         }
-        let content_at = 4 + head_len;
         // Bounded by `max_size` just above.
         let hash_at = content_at + len as usize;
         let total = hash_at + hash_len;
-        if avail.len() < total {
-            self.buf.reserve(total - avail.len());
+        if self.len < total {
             return Ok(None);
         }
-        let content = avail[content_at..hash_at].to_vec();
+        let mut record = self.take(total);
+        let _ = record.split_to(content_at);
+        let content = record.split_to(len as usize);
         let blake3 = (hash_len > 0).then(|| {
             let mut h = [0u8; HASH_LEN];
-            h.copy_from_slice(&avail[hash_at..total]);
+            h.copy_from_slice(&record);
             h
         });
-        self.start += total;
         Ok(Some(Record {
             head,
             content,
@@ -181,7 +229,7 @@ impl Decoder {
 
     /// Checks that the answer ended between records.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.start == self.buf.len() {
+        if self.len == 0 {
             Ok(())
         } else {
             Err(FrameError::Truncated)
@@ -220,39 +268,54 @@ mod tests {
             let mut d = Decoder::new(4096);
             let mut got = Vec::new();
             for chunk in answer.chunks(piece) {
-                d.push(chunk);
+                d.push(Bytes::copy_from_slice(chunk));
                 while let Some(r) = d.next_record().unwrap() {
                     got.push(r);
                 }
             }
             d.finish().unwrap();
             assert_eq!(got.len(), 4, "pieces of {piece}");
-            assert_eq!(got[0].content, b"hello");
+            assert_eq!(&got[0].content[..], b"hello");
             assert_eq!(got[0].blake3, Some([7u8; HASH_LEN]));
             assert_eq!(got[1].head.error.as_ref().unwrap().status, 404);
             assert_eq!(got[1].blake3, None);
             assert!(got[2].content.is_empty());
-            assert_eq!(got[3].content, vec![1u8; 1000]);
+            assert_eq!(&got[3].content[..], &[1u8; 1000][..]);
         }
+    }
+
+    #[test]
+    fn a_record_within_one_piece_is_handed_out_without_a_copy() {
+        let mut answer = good(&[3u8; 500]);
+        answer.extend(good(&[4u8; 500]));
+        let piece = Bytes::from(answer);
+        let range = piece.as_ptr() as usize..piece.as_ptr() as usize + piece.len();
+        let mut d = Decoder::new(4096);
+        d.push(piece.clone());
+        for _ in 0..2 {
+            let r = d.next_record().unwrap().unwrap();
+            assert!(range.contains(&(r.content.as_ptr() as usize)));
+        }
+        d.finish().unwrap();
     }
 
     #[test]
     fn malformed_answers_are_errors_not_panics() {
         let mut d = Decoder::new(10);
-        d.push(&good(&[0u8; 11]));
+        d.push(good(&[0u8; 11]).into());
         assert_eq!(d.next_record(), Err(FrameError::TooBig(11, 10)));
 
         let mut d = Decoder::new(10);
-        d.push(&u32::MAX.to_be_bytes());
+        d.push(Bytes::copy_from_slice(&u32::MAX.to_be_bytes()));
         assert!(matches!(d.next_record(), Err(FrameError::HeadTooLong(_))));
 
         let mut d = Decoder::new(10);
-        d.push(&[0, 0, 0, 2, b'{', b'x']);
+        d.push(Bytes::from_static(&[0, 0, 0, 2, b'{', b'x']));
         assert!(matches!(d.next_record(), Err(FrameError::BadHead(_))));
 
         let mut d = Decoder::new(10);
         let whole = good(b"abc");
-        d.push(&whole[..whole.len() - 1]);
+        d.push(Bytes::copy_from_slice(&whole[..whole.len() - 1]));
         assert_eq!(d.next_record(), Ok(None));
         assert_eq!(d.finish(), Err(FrameError::Truncated));
     }

@@ -708,7 +708,7 @@ async fn copy_small(
             partial: t.partial.to_path_buf(),
             note,
         },
-        content: data,
+        content: data.into(),
         blake3: got,
         modified: modified.map(file_time),
     };

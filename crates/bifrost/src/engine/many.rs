@@ -90,7 +90,7 @@ pub(super) struct Planned {
 /// A file that arrived whole and verified.
 pub(super) struct Arrived {
     pub(super) planned: Planned,
-    pub(super) content: Vec<u8>,
+    pub(super) content: bytes::Bytes,
     pub(super) blake3: String,
     pub(super) modified: Option<filetime::FileTime>,
 }
@@ -236,7 +236,7 @@ async fn fetch(
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                decoder.push(&data);
+                decoder.push(data);
                 loop {
                     let record = match decoder.next_record() {
                         Ok(Some(r)) => r,
@@ -456,7 +456,7 @@ mod tests {
                     message: m.into(),
                 }),
             },
-            content: content.to_vec(),
+            content: bytes::Bytes::copy_from_slice(content),
             blake3: Some(blake3),
         }
     }
@@ -467,7 +467,7 @@ mod tests {
         match check(planned(1), record(b"abc", good, None)) {
             Checked::Arrived(a) => {
                 assert_eq!(a.blake3, blake3::hash(b"abc").to_hex().to_string());
-                assert_eq!(a.content, b"abc");
+                assert_eq!(&a.content[..], b"abc");
                 assert_eq!(a.modified.map(|t| t.nanoseconds()), Some(500_000_000));
             }
             _ => panic!("a good record arrives"),
