@@ -906,6 +906,13 @@ async fn copy_in_parts(
             syncing = Some((task, std::mem::take(&mut unsynced)));
         }
     }
+    // A sync still running may be the one that meets a write-back error; the file the final
+    // sync opens after it would not hear of that error.
+    if let Some((task, _)) = syncing {
+        task.await
+            .map_err(|e| CopyError::Retry(e.to_string()))?
+            .map_err(|e| local(e, "sync", partial))?;
+    }
     drop(fetches);
     let Some(hash) = tree::root(size, &cvs) else {
         return Err(CopyError::Retry("a part of the file is missing".into()));
