@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks (not tests; timings never gate CI): installs the baselines (rsync, rclone,
 # openssh-server), builds release binaries, then runs scripts/bench.py, which generates its data
-# under $BENCH_DIR (default /var/tmp/mover-bench, ~3 GiB) and writes docs/BENCHMARKS.md.
+# under $BENCH_DIR (default /var/tmp/mover-bench, ~3 GiB, ~8 GiB more during the small-file
+# copies into the disk) and writes docs/BENCHMARKS.md.
 # Knobs: BENCH_RUNS (3), BENCH_BIG_BYTES, BENCH_SMALL_FILES, BENCH_BROWSE_ENTRIES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
