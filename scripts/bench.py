@@ -248,12 +248,17 @@ def warm(source):
     sh(f"find {source} -type f -exec cat {{}} + > /dev/null")
 
 
+def ready(path, source):
+    """An empty destination, nothing left to write back, the source in the page cache."""
+    os.makedirs(path)
+    sh("sync")
+    warm(source)
+
+
 def fresh(path, source):
     def prepare():
         shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path)
-        sh("sync")
-        warm(source)
+        ready(path, source)
     return prepare
 
 
@@ -274,9 +279,7 @@ class NewFolders:
             shutil.rmtree(self.path, ignore_errors=True)
         self.runs += 1
         self.path = os.path.join(self.base, f"run-{self.runs}")
-        os.makedirs(self.path)
-        sh("sync")
-        warm(self.source)
+        ready(self.path, self.source)
 
     def clear(self):
         shutil.rmtree(self.base, ignore_errors=True)
