@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use mover_proto::{BrowsePage, Entry, EntryKind, BROWSE_PAGE_SIZE};
 
-use crate::paths::{special_kind, PathError};
+use crate::paths::{special_kind, Located, PathError};
 
 /// Bytes read from disk per chunk sent.
 pub const READ_CHUNK: usize = 256 * 1024;
@@ -197,6 +197,56 @@ pub fn open_file(real: &Path, shown: &str) -> Result<OpenFile, PathError> {
         }
         PathError::from_io(shown, &e)
     })?;
+    let meta = file.metadata().map_err(|e| PathError::from_io(shown, &e))?;
+    check_regular(&meta, shown)?;
+    Ok(OpenFile {
+        size: meta.len(),
+        modified: meta.modified().ok(),
+        file,
+    })
+}
+
+/// Opens one of many files where [`crate::paths::Shares::resolve_file`] found it, like
+/// [`open_file`].
+pub fn open_located(at: &Located<'_>, shown: &str) -> Result<OpenFile, PathError> {
+    match at {
+        #[cfg(unix)]
+        Located::In(folder, name) => open_in(&folder.handle, name, shown),
+        _ => open_file(&at.real(), shown),
+    }
+}
+
+/// [`open_file`] by name in an open folder: one name looked up, not a whole path.
+#[cfg(unix)]
+fn open_in(
+    folder: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    shown: &str,
+) -> Result<OpenFile, PathError> {
+    use rustix::fs::{statat, AtFlags, FileType, Mode, OFlags};
+    let io = |e: rustix::io::Errno| PathError::from_io(shown, &e.into());
+    let stat = statat(folder, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
+    // Checked before opening: opening a device can act on it (a tape rewinds).
+    let special = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => None,
+        FileType::Directory => return Err(PathError::WrongKind(shown.to_owned(), "a folder")),
+        FileType::Symlink => return Err(PathError::WrongKind(shown.to_owned(), "a symbolic link")),
+        FileType::Fifo => Some("FIFO"),
+        FileType::Socket => Some("socket"),
+        FileType::CharacterDevice | FileType::BlockDevice => Some("device file"),
+        FileType::Unknown => Some("special file"),
+    };
+    if let Some(kind) = special {
+        return Err(PathError::Special(shown.to_owned(), kind));
+    }
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+    let file = match rustix::fs::openat(folder, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(PathError::WrongKind(shown.to_owned(), "a symbolic link"))
+        }
+        Err(e) => return Err(io(e)),
+    };
     let meta = file.metadata().map_err(|e| PathError::from_io(shown, &e))?;
     check_regular(&meta, shown)?;
     Ok(OpenFile {

@@ -189,8 +189,8 @@ fn one(
 ) -> Result<Option<(String, u64)>, PathError> {
     let raw = path_of(file)?;
     let shown = raw.display().to_string();
-    let real = shares.resolve_file(&raw, folders)?;
-    let open = fsops::open_file(&real, &shown)?;
+    let at = shares.resolve_file(&raw, folders)?;
+    let open = fsops::open_located(&at, &shown)?;
     if open.size > max_size {
         let message = format!(
             "{shown} is {} bytes now, more than the {max_size} asked for",
@@ -362,6 +362,48 @@ mod tests {
             d.next_record().unwrap().unwrap().head.error.unwrap().status,
             413
         );
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_symlink_mid_request_does_not_lead_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(share.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(share.join("sub/a"), b"first").unwrap();
+        std::fs::write(share.join("sub/b"), b"inside").unwrap();
+        std::fs::write(outside.join("b"), b"secret").unwrap();
+        let shares = Shares::new(std::slice::from_ref(&share)).unwrap();
+        let mut folders = FolderCache::new();
+        let (_, sent) = record(&shares, &mut folders, file_ref(&share.join("sub/a")), 100);
+        assert!(sent.is_some());
+
+        std::fs::rename(share.join("sub"), share.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, share.join("sub")).unwrap();
+        let (bytes, _) = record(&shares, &mut folders, file_ref(&share.join("sub/b")), 100);
+        let mut d = Decoder::new(100);
+        d.push(bytes.into());
+        let r = d.next_record().unwrap().unwrap();
+        assert_ne!(&r.content[..], b"secret");
+        assert_eq!(
+            &r.content[..],
+            b"inside",
+            "read where the folder was checked"
+        );
+
+        // A new request checks the folder again and refuses the symlink.
+        let (bytes, sent) = record(
+            &shares,
+            &mut FolderCache::new(),
+            file_ref(&share.join("sub/b")),
+            100,
+        );
+        assert_eq!(sent, None);
+        let mut d = Decoder::new(100);
+        d.push(bytes.into());
+        let error = d.next_record().unwrap().unwrap().head.error.unwrap();
+        assert_eq!(error.status, 403, "{}", error.message);
     }
 
     #[test]

@@ -151,35 +151,102 @@ impl Shares {
     }
 }
 
+/// A folder resolved once for the many files of one request.
+pub struct Folder {
+    /// Its real path (symlinks resolved), inside a share.
+    pub(crate) real: PathBuf,
+    /// The folder itself, opened through its real path with no symlink allowed on the way
+    /// (Linux), its files then looked up by name in it: a folder swapped for a symlink after
+    /// it was checked cannot lead the rest of the request outside the share, and each file
+    /// costs a one-name lookup instead of a walk of its whole path.
+    #[cfg(unix)]
+    pub(crate) handle: std::os::fd::OwnedFd,
+}
+
+impl Folder {
+    fn open(real: PathBuf) -> std::io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            handle: open_folder(&real)?,
+            real,
+        })
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_folder(real: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{openat, openat2, Mode, OFlags, ResolveFlags, CWD};
+    // A path handle: no read permission needed, like walking through the folder by path.
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    // `real` has no symlinks in it, so one found on the way was swapped in since the check.
+    match openat2(CWD, real, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+        // Kernels before 5.6, or a sandbox that refuses the call: the last name is still not
+        // followed.
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+            Ok(openat(CWD, real, flags | OFlags::NOFOLLOW, Mode::empty())?)
+        }
+        r => Ok(r?),
+    }
+}
+
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+fn open_folder(real: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    Ok(openat(CWD, real, flags, Mode::empty())?)
+}
+
 /// Folders already resolved while serving one request for many files, by path as given.
-pub type FolderCache = std::collections::HashMap<PathBuf, PathBuf>;
+pub type FolderCache = std::collections::HashMap<PathBuf, Folder>;
+
+/// Where one of many files is.
+pub enum Located<'a> {
+    /// By name in a folder resolved for the request.
+    In(&'a Folder, std::ffi::OsString),
+    /// By its whole real path (a path outside any folder cache, e.g. with no shares set).
+    Path(PathBuf),
+}
+
+impl Located<'_> {
+    /// The file's real path.
+    pub fn real(&self) -> PathBuf {
+        match self {
+            Located::In(folder, name) => folder.real.join(name),
+            Located::Path(p) => p.clone(),
+        }
+    }
+}
 
 impl Shares {
     /// Like [`Shares::resolve`] for a file among many in few folders: each folder's symlinks
     /// are resolved once (in `folders`) instead of once per file. The file itself is not
     /// followed: opening it refuses a symlink, as a file listed as regular must not be one.
-    pub fn resolve_file(
+    pub fn resolve_file<'a>(
         &self,
         raw: &Path,
-        folders: &mut FolderCache,
-    ) -> Result<PathBuf, PathError> {
+        folders: &'a mut FolderCache,
+    ) -> Result<Located<'a>, PathError> {
         let path = check_syntax(raw)?;
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return self.resolve(raw);
+            return self.resolve(raw).map(Located::Path);
         };
         let parent_inside = self
             .roots
             .iter()
             .any(|r| parent.starts_with(&r.given) || parent.starts_with(&r.canonical));
         if self.roots.is_empty() || !parent_inside {
-            return self.resolve(raw);
+            return self.resolve(raw).map(Located::Path);
         }
-        if let Some(real) = folders.get(parent) {
-            return Ok(real.join(name));
-        }
-        let real = self.resolve(parent)?;
-        folders.insert(parent.to_owned(), real.clone());
-        Ok(real.join(name))
+        let folder = match folders.entry(parent.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let real = self.resolve(parent)?;
+                let folder = Folder::open(real)
+                    .map_err(|err| PathError::from_io(&parent.display().to_string(), &err))?;
+                e.insert(folder)
+            }
+        };
+        Ok(Located::In(folder, name.to_owned()))
     }
 }
 
@@ -342,11 +409,15 @@ mod tests {
         ));
         let real = std::fs::canonicalize(&share).unwrap().join("sub/f");
         assert_eq!(
-            shares.resolve_file(&share.join("inner/f"), &mut folders),
+            shares
+                .resolve_file(&share.join("inner/f"), &mut folders)
+                .map(|l| l.real()),
             Ok(real.clone())
         );
         assert_eq!(
-            shares.resolve_file(&share.join("sub/f"), &mut folders),
+            shares
+                .resolve_file(&share.join("sub/f"), &mut folders)
+                .map(|l| l.real()),
             Ok(real)
         );
         assert_eq!(folders.len(), 2);

@@ -334,3 +334,59 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// Copying starts with the first files the scan records, not after the whole listing.
+#[test]
+fn copying_starts_while_the_sources_are_still_being_listed() {
+    let w = World::new();
+    let root = w.share.join("many");
+    std::fs::create_dir_all(&root).unwrap();
+    // A first commit's worth of files, then a chain of nested folders: each level is found
+    // only once its parent is listed, so the listing takes a round trip per level.
+    let first = 2000;
+    for f in 0..first {
+        std::fs::write(root.join(format!("f{f}")), [f as u8]).unwrap();
+    }
+    let depth = 300;
+    let mut level = root.clone();
+    for d in 0..depth {
+        level = level.join("c");
+        std::fs::create_dir_all(&level).unwrap();
+        std::fs::write(level.join("f"), [d as u8]).unwrap();
+    }
+    let total = (first + depth) as u64;
+    // In memory where there is such a folder: the first batch's fsyncs then cost nothing, and
+    // the test shows the order of the two, not the speed of the disk.
+    let shm = Path::new("/dev/shm");
+    let dest_dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir_in(w.dir.path()).unwrap()
+    };
+    let dest = dest_dir.path().join("dest");
+    let job = w
+        .bifrost
+        .create_job(&w.connector, &[&w.src("many")], &dest, None);
+    let start = std::time::Instant::now();
+    let mut seen_copying_while_listing = None;
+    let done = loop {
+        let j = w.bifrost.job(&job);
+        let listed = j["files_total"].as_u64().unwrap();
+        let copied = j["files_done"].as_u64().unwrap();
+        if copied > 0 && listed < total {
+            seen_copying_while_listing.get_or_insert((listed, copied));
+        }
+        if j["state"] != "running" && j["state"] != "queued" {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{j}");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["files_done"], total);
+    assert!(
+        seen_copying_while_listing.is_some(),
+        "no file was copied before all {total} were listed"
+    );
+    assert_eq!(tree(&dest.join("many")), tree(&root));
+}

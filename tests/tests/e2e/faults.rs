@@ -253,6 +253,14 @@ fn a_file_renamed_just_before_bifrost_died_counts_as_copied() {
             )
             .unwrap();
         assert_eq!(changed, 1);
+        // The job's kept counts move with it, as in the transaction that would have been lost.
+        db.execute(
+            "UPDATE job_counts SET files = files + CASE status WHEN 'pending' THEN 1 ELSE -1 END,
+             bytes = bytes + CASE status WHEN 'pending' THEN 100000 ELSE -100000 END
+             WHERE job = ?1 AND status IN ('pending', 'copied')",
+            [&job],
+        )
+        .unwrap();
         db.execute("UPDATE jobs SET state = 'running' WHERE id = ?1", [&job])
             .unwrap();
     }

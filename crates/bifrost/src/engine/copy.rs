@@ -222,11 +222,17 @@ pub(super) fn file_time(t: time::OffsetDateTime) -> filetime::FileTime {
 }
 
 /// Whether the destination already holds this file: same size and same mtime to the second.
-pub(super) fn same_file(path: &Path, size: u64, modified: Option<&str>) -> bool {
-    let (Ok(meta), Some(m)) = (std::fs::metadata(path), modified.and_then(parse_time)) else {
+/// Whether what is at a destination (its metadata, symlinks not followed) is a file of this
+/// size and modification time.
+pub(super) fn same_file(
+    at_dest: Option<&std::fs::Metadata>,
+    size: u64,
+    modified: Option<&str>,
+) -> bool {
+    let (Some(meta), Some(m)) = (at_dest, modified.and_then(parse_time)) else {
         return false;
     };
-    let mtime = filetime::FileTime::from_last_modification_time(&meta);
+    let mtime = filetime::FileTime::from_last_modification_time(meta);
     meta.is_file() && meta.len() == size && mtime.unix_seconds() == m.unix_timestamp()
 }
 
@@ -349,9 +355,11 @@ async fn copy_inner(
             .await
             .map_err(|e| local(e, "create folder", &parent))?;
     }
+    // One quick metadata call: not worth a hop to the blocking pool per file.
+    let at_dest = std::fs::symlink_metadata(&dest).ok();
     // Verified and renamed by a Bifrost that died before recording it: it is this job's copy.
     if let Some(blake3) = &file.verified {
-        if same_file(&dest, file.size, file.modified.as_deref()) {
+        if same_file(at_dest.as_ref(), file.size, file.modified.as_deref()) {
             return Ok(Copied::Done {
                 size: file.size,
                 blake3: blake3.clone(),
@@ -360,7 +368,7 @@ async fn copy_inner(
         }
     }
     match mode.compare {
-        Compare::SizeMtime if same_file(&dest, file.size, file.modified.as_deref()) => {
+        Compare::SizeMtime if same_file(at_dest.as_ref(), file.size, file.modified.as_deref()) => {
             return Ok(Copied::Skipped {
                 reason: "already at the destination (same size and modification time)".into(),
             });
@@ -372,9 +380,7 @@ async fn copy_inner(
         }
         _ => {}
     }
-    // One quick metadata call: not worth a hop to the blocking pool per file.
-    let existed = std::fs::symlink_metadata(&dest).is_ok();
-    let note = note(rerun, existed);
+    let note = note(rerun, at_dest.is_some());
     let partial = partial_path(&dest);
     if file.size <= SMALL_FILE {
         let target = Target {

@@ -166,9 +166,10 @@ fn plan(file: PendingFile, mode: &Mode) -> Step {
     let dest = file.dest.to_path();
     let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
     let modified = file.modified.as_deref();
+    let at_dest = std::fs::symlink_metadata(&dest).ok();
     if let Some(blake3) = &file.verified {
         // Verified and renamed by a Bifrost that died before recording it: this job's copy.
-        if copy::same_file(&dest, file.size, modified) {
+        if copy::same_file(at_dest.as_ref(), file.size, modified) {
             let done = Copied::Done {
                 size: file.size,
                 blake3: blake3.clone(),
@@ -177,16 +178,16 @@ fn plan(file: PendingFile, mode: &Mode) -> Step {
             return Step::Settled(file, Ok(done));
         }
     }
-    if mode.compare == Compare::SizeMtime && copy::same_file(&dest, file.size, modified) {
+    if mode.compare == Compare::SizeMtime && copy::same_file(at_dest.as_ref(), file.size, modified)
+    {
         let skipped = Copied::Skipped {
             reason: "already at the destination (same size and modification time)".into(),
         };
         return Step::Settled(file, Ok(skipped));
     }
-    let existed = std::fs::symlink_metadata(&dest).is_ok();
     let partial = copy::partial_path(&dest);
     Step::Fetch(Planned {
-        note: copy::note(mode.rerun, existed),
+        note: copy::note(mode.rerun, at_dest.is_some()),
         file,
         dest,
         parent,

@@ -153,6 +153,30 @@ pub enum FileUpdate {
     },
 }
 
+/// Changes to one job's kept counts (`job_counts`), written in the transaction that changed
+/// its files.
+#[derive(Default)]
+struct CountChanges(std::collections::HashMap<&'static str, (i64, i64)>);
+
+impl CountChanges {
+    fn add(&mut self, status: FileStatus, files: i64, bytes: i64) {
+        let c = self.0.entry(status_str(status)).or_default();
+        c.0 += files;
+        c.1 += bytes;
+    }
+
+    fn apply(self, tx: &rusqlite::Transaction<'_>, job: &str) -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO job_counts VALUES (?1, ?2, ?3, ?4) ON CONFLICT (job, status)
+             DO UPDATE SET files = files + excluded.files, bytes = bytes + excluded.bytes",
+        )?;
+        for (status, (files, bytes)) in self.0 {
+            stmt.execute(params![job, status, files, bytes])?;
+        }
+        Ok(())
+    }
+}
+
 fn status_str(s: FileStatus) -> &'static str {
     match s {
         FileStatus::Pending => "pending",
@@ -282,6 +306,7 @@ impl Store {
         let tally = self.tally.clone();
         self.call(move |c| {
             let mut settled = Vec::new();
+            let mut counts = CountChanges::default();
             let tx = c.transaction()?;
             {
                 let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_files WHERE job = ?1", [&job], |r| r.get(0))?;
@@ -302,11 +327,15 @@ impl Store {
                         status_str(f.status),
                         f.reason
                     ])?;
-                    if inserted > 0 && f.status != FileStatus::Pending {
-                        settled.push((f.status, f.size, f.reason));
+                    if inserted > 0 {
+                        counts.add(f.status, 1, f.size as i64);
+                        if f.status != FileStatus::Pending {
+                            settled.push((f.status, f.size, f.reason));
+                        }
                     }
                 }
             }
+            counts.apply(&tx, &job)?;
             tx.commit()?;
             // Counted once committed, so a rolled-back batch is not counted.
             for (status, size, reason) in settled {
@@ -382,9 +411,13 @@ impl Store {
         let tally = self.tally.clone();
         self.call(move |c| {
             let mut settled = Vec::new();
+            let mut counts = CountChanges::default();
             let tx = c.transaction()?;
             {
                 // Cached: these run once per file, and parsing them again showed in profiles.
+                let mut listed = tx.prepare_cached(
+                    "SELECT size FROM job_files WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
+                )?;
                 let mut finish = tx.prepare_cached(
                     "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
                 )?;
@@ -400,7 +433,14 @@ impl Store {
                             reason,
                             blake3,
                         } => {
-                            let changed = finish.execute(params![
+                            let Some(was) = listed
+                                .query_row(params![job, seq], |r| r.get::<_, i64>(0))
+                                .optional()?
+                            else {
+                                // Not pending any more: its result is recorded already.
+                                continue;
+                            };
+                            finish.execute(params![
                                 job,
                                 seq,
                                 status_str(status),
@@ -408,9 +448,9 @@ impl Store {
                                 reason,
                                 blake3
                             ])?;
-                            if changed > 0 {
-                                settled.push((status, size, reason));
-                            }
+                            counts.add(FileStatus::Pending, -1, -was);
+                            counts.add(status, 1, size as i64);
+                            settled.push((status, size, reason));
                         }
                         FileUpdate::Attempted { seq } => {
                             attempted.execute(params![job, seq])?;
@@ -418,6 +458,7 @@ impl Store {
                     }
                 }
             }
+            counts.apply(&tx, &job)?;
             tx.commit()?;
             for (status, size, reason) in settled {
                 tally.record(status, size, reason.as_deref());
@@ -457,8 +498,9 @@ impl Store {
             let mut rows = stmt.query([job])?;
             while let Some(r) = rows.next()? {
                 let status: String = r.get(0)?;
-                let n = r.get::<_, i64>(1)? as u64;
-                let bytes = r.get::<_, i64>(2)? as u64;
+                // Never below zero, even in a database edited by hand.
+                let n = r.get::<_, i64>(1)?.max(0) as u64;
+                let bytes = r.get::<_, i64>(2)?.max(0) as u64;
                 if parse_status(&status) == FileStatus::Deleted {
                     counts.files_deleted += n;
                     continue;
@@ -576,7 +618,7 @@ mod tests {
         rows(store, "SELECT status, COUNT(*), SUM(size) FROM job_files WHERE job = ?1 GROUP BY status ORDER BY status", job).await
     }
 
-    /// The counts the triggers keep.
+    /// The counts the store keeps.
     async fn kept(store: &Store, job: &str) -> Vec<(String, i64, i64)> {
         rows(store, "SELECT status, files, bytes FROM job_counts WHERE job = ?1 AND files > 0 ORDER BY status", job).await
     }
@@ -641,8 +683,7 @@ mod tests {
         store
             .call(|c| {
                 c.execute_batch(
-                    "DROP TRIGGER job_files_counted; DROP TRIGGER job_files_recounted;
-                     DROP TRIGGER job_files_uncounted; DROP TABLE job_counts;
+                    "DROP TABLE job_counts;
                      UPDATE job_files SET status = 'copied' WHERE seq = 3 AND job = 'j';",
                 )
             })
@@ -662,5 +703,27 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(kept(&store, "j").await, recount(&store, "j").await);
         assert_eq!(store.counts("j".into()).await.unwrap().files_done, 2);
+
+        // A database whose counts an older Bifrost kept by trigger: the trigger is dropped, so
+        // a file is not counted twice.
+        store
+            .call(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER job_files_counted AFTER INSERT ON job_files BEGIN
+                        INSERT INTO job_counts VALUES (NEW.job, NEW.status, 1, NEW.size)
+                        ON CONFLICT (job, status) DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes;
+                     END;",
+                )
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        store
+            .add_files("j".into(), vec![file("e", 1, FileStatus::Pending)])
+            .await
+            .unwrap();
+        assert_eq!(kept(&store, "j").await, recount(&store, "j").await);
+        assert_eq!(store.counts("j".into()).await.unwrap().files_total, 5);
     }
 }
