@@ -108,6 +108,30 @@ impl Lines {
     }
 }
 
+/// A process started in its own group: killed with its group unless handed on (a panic while
+/// it starts must not leave it running after the test).
+struct Started(Option<Child>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            kill_group(child);
+        }
+    }
+}
+
+/// Kills `child`'s process group, then reaps `child`.
+fn kill_group(child: &mut Child) {
+    // Only while it is not reaped: its id cannot be another group's yet.
+    if let Ok(None) = child.try_wait() {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A running Bifrost.
 pub struct Bifrost {
     child: Child,
@@ -154,10 +178,13 @@ impl Bifrost {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("spawn bifrost");
+        // Its own process group, so that killing it kills a traced Bifrost too (strace 6.1
+        // leaves its tracee running when it is killed).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = Started(Some(cmd.spawn().expect("spawn bifrost")));
         let (stdout, stderr) = (Lines::default(), Lines::default());
-        stdout.follow(child.stdout.take().unwrap());
-        stderr.follow(child.stderr.take().unwrap());
+        stdout.follow(child.0.as_mut().unwrap().stdout.take().unwrap());
+        stderr.follow(child.0.as_mut().unwrap().stderr.take().unwrap());
         let url = stdout
             .wait_line("Bifrost's listening line", |l| {
                 l.starts_with("Bifrost listening on ")
@@ -177,7 +204,7 @@ impl Bifrost {
         let addr = url.trim_start_matches("https://").to_owned();
         let http = http_client(ca.map(|c| c.ca_pem.as_str()));
         Self {
-            child,
+            child: child.0.take().expect("spawned"),
             url,
             addr,
             fingerprint,
@@ -196,8 +223,7 @@ impl Bifrost {
 
     /// Kills Bifrost with SIGKILL.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 
     /// Whether the process is still running.
