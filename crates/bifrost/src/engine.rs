@@ -177,8 +177,8 @@ async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<(), StoreEr
     let mut outcome = None;
     if !job.scanned {
         // The first pass copies what the scan has found so far and waits for more: copying
-        // starts with the first few thousand files, not after the whole listing (a fifth of
-        // the time of a 20,000-file job was its scan).
+        // starts with the first few thousand files, not after the whole listing (a fifth of a
+        // 20,000-file job's time on loopback; longer where each folder is a WAN round trip).
         let (found, following) = tokio::sync::watch::channel(Scanning::Going);
         let (scanned, first) = tokio::join!(
             scan_all(app, &job, found),
@@ -329,8 +329,8 @@ enum Pass {
 }
 
 /// Copies every pending file once, `concurrency` files or batches of small files at a time.
-/// One pass over the job's pending files. With `following`, the pass runs beside the job's
-/// first scan: having caught up with it, it waits for more files until the scan ends.
+/// With `following`, the pass runs beside the job's first scan: having caught up with it, it
+/// waits for more files until the scan ends.
 async fn copy_pass(
     app: &Arc<App>,
     job: &JobRow,
