@@ -172,6 +172,26 @@ fn unreadable_files_fail_alone_for_an_unprivileged_agent() {
             .contains("permission denied"),
         "{closed}"
     );
+
+    // A source the agent may not list fails the job, also while the files the scan found
+    // before it are being copied: the copying stops and the job ends.
+    let dest = dir.path().join("dest2");
+    let job = bifrost.create_job(
+        &connector,
+        &[src.to_str().unwrap(), src.join("closed").to_str().unwrap()],
+        &dest,
+        None,
+    );
+    let done = bifrost.wait_job(&job, Duration::from_secs(60));
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("permission denied"),
+        "{done}"
+    );
 }
 
 #[test]
