@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use mover_proto::{BrowsePage, Entry, EntryKind, BROWSE_PAGE_SIZE};
 
-use crate::paths::{special_kind, Located, PathError};
+use crate::paths::{special_kind, Located, PathError, Resolved};
 
 /// Bytes read from disk per chunk sent.
 pub const READ_CHUNK: usize = 256 * 1024;
@@ -178,10 +178,26 @@ pub struct OpenFile {
     pub modified: Option<SystemTime>,
 }
 
-/// Opens a regular file read-only, refusing folders, symlinks and special files.
-pub fn open_file(real: &Path, shown: &str) -> Result<OpenFile, PathError> {
+/// Opens a regular file read-only, refusing folders, symlinks and special files. A path
+/// [`Resolved::Canonical`] is opened with no symlink allowed anywhere on the way (Linux): one
+/// swapped in after the path was checked against the shares cannot lead outside them.
+pub fn open_file(real: &Path, shown: &str, how: Resolved) -> Result<OpenFile, PathError> {
     let meta = std::fs::symlink_metadata(real).map_err(|e| PathError::from_io(shown, &e))?;
     check_regular(&meta, shown)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if how == Resolved::Canonical {
+        use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+        match openat2(CWD, real, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+            Ok(fd) => return opened(File::from(fd), shown),
+            Err(rustix::io::Errno::LOOP) => return Err(swapped(shown)),
+            // Kernels before 5.6, or a sandbox that refuses the call: opened as below.
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(PathError::from_io(shown, &e.into())),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = how;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -193,10 +209,24 @@ pub fn open_file(real: &Path, shown: &str) -> Result<OpenFile, PathError> {
     let file = options.open(real).map_err(|e| {
         #[cfg(unix)]
         if e.raw_os_error() == Some(libc::ELOOP) {
-            return PathError::WrongKind(shown.to_owned(), "a symbolic link");
+            return swapped(shown);
         }
         PathError::from_io(shown, &e)
     })?;
+    opened(file, shown)
+}
+
+/// A symlink where the check before opening found none.
+#[cfg(unix)]
+fn swapped(shown: &str) -> PathError {
+    PathError::WrongKind(
+        shown.to_owned(),
+        "reached through a symbolic link that appeared after it was checked",
+    )
+}
+
+/// The file just opened, if it is still a regular file.
+fn opened(file: File, shown: &str) -> Result<OpenFile, PathError> {
     let meta = file.metadata().map_err(|e| PathError::from_io(shown, &e))?;
     check_regular(&meta, shown)?;
     Ok(OpenFile {
@@ -212,7 +242,9 @@ pub fn open_located(at: &Located<'_>, shown: &str) -> Result<OpenFile, PathError
     match at {
         #[cfg(unix)]
         Located::In(folder, name) => open_in(&folder.handle, name, shown),
-        _ => open_file(&at.real(), shown),
+        #[cfg(not(unix))]
+        Located::In(..) => open_file(&at.real(), shown, Resolved::Canonical),
+        Located::Path(real, how) => open_file(real, shown, *how),
     }
 }
 
@@ -247,13 +279,7 @@ fn open_in(
         }
         Err(e) => return Err(io(e)),
     };
-    let meta = file.metadata().map_err(|e| PathError::from_io(shown, &e))?;
-    check_regular(&meta, shown)?;
-    Ok(OpenFile {
-        size: meta.len(),
-        modified: meta.modified().ok(),
-        file,
-    })
+    opened(file, shown)
 }
 
 fn check_regular(meta: &Metadata, shown: &str) -> Result<(), PathError> {
@@ -433,7 +459,7 @@ mod tests {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let mut got = Vec::new();
-        let open = open_file(&path, "f").unwrap();
+        let open = open_file(&path, "f", Resolved::AsGiven).unwrap();
         let end = stream_file(open, 1000, data.len() as u64 - 1000, None, |b| {
             got.extend_from_slice(&b);
             true
@@ -459,7 +485,7 @@ mod tests {
         for (start, len) in [(0, left), (left, size - left)] {
             assert!(is_subtree(start, len, size));
             let mut got = Vec::new();
-            let open = open_file(&path, "f").unwrap();
+            let open = open_file(&path, "f", Resolved::AsGiven).unwrap();
             let end = stream_subtree(open, start, len, |b| {
                 got.extend_from_slice(&b);
                 true
@@ -502,21 +528,21 @@ mod special_tests {
         assert!(made.success());
         // Opening a FIFO for reading would block forever; it must be refused first.
         assert!(matches!(
-            open_file(&fifo, "pipe"),
+            open_file(&fifo, "pipe", Resolved::AsGiven),
             Err(PathError::Special(_, "FIFO"))
         ));
         assert!(matches!(
-            open_file(Path::new("/dev/null"), "null"),
+            open_file(Path::new("/dev/null"), "null", Resolved::AsGiven),
             Err(PathError::Special(_, "device file"))
         ));
         std::fs::write(dir.path().join("f"), b"x").unwrap();
         std::os::unix::fs::symlink(dir.path().join("f"), dir.path().join("l")).unwrap();
         assert!(matches!(
-            open_file(&dir.path().join("l"), "l"),
+            open_file(&dir.path().join("l"), "l", Resolved::AsGiven),
             Err(PathError::WrongKind(_, "a symbolic link"))
         ));
         assert!(matches!(
-            open_file(dir.path(), "d"),
+            open_file(dir.path(), "d", Resolved::AsGiven),
             Err(PathError::WrongKind(_, "a folder"))
         ));
         let listing = Listings::default().page(dir.path(), "d", None).unwrap();
@@ -524,5 +550,34 @@ mod special_tests {
         assert_eq!(kind("pipe"), EntryKind::Other);
         assert_eq!(kind("l"), EntryKind::Symlink);
         assert_eq!(kind("f"), EntryKind::File);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_folder_swapped_for_a_symlink_after_the_check_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(share.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(share.join("sub/f"), b"inside").unwrap();
+        std::fs::write(outside.join("f"), b"secret").unwrap();
+        let shares = crate::paths::Shares::new(std::slice::from_ref(&share)).unwrap();
+        let real = shares.resolve(&share.join("sub/f")).unwrap();
+        assert_eq!(shares.resolution(), Resolved::Canonical);
+
+        // Between the check and the open, the folder becomes a symlink to outside the share.
+        std::fs::rename(share.join("sub"), share.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, share.join("sub")).unwrap();
+        let got = open_file(&real, "f", Resolved::Canonical);
+        assert!(
+            matches!(got, Err(PathError::WrongKind(_, m)) if m.contains("symbolic link")),
+            "the file outside the share was opened"
+        );
+        // Without shares, symlinks on the way are the user's own to follow.
+        let mut open = open_file(&real, "f", Resolved::AsGiven).unwrap();
+        let mut content = String::new();
+        open.file.read_to_string(&mut content).unwrap();
+        assert_eq!(content, "secret");
     }
 }

@@ -421,7 +421,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"first").unwrap();
-        let open = fsops::open_file(&path, "f").unwrap();
+        let open = fsops::open_file(&path, "f", crate::paths::Resolved::AsGiven).unwrap();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
@@ -430,7 +430,7 @@ mod tests {
         let mut out = vec![0; "first".len() + 1];
         assert!(!read_whole(open, &mut out).unwrap());
 
-        let open = fsops::open_file(&path, "f").unwrap();
+        let open = fsops::open_file(&path, "f", crate::paths::Resolved::AsGiven).unwrap();
         let mut out = vec![0; "first and more".len() + 1];
         assert!(read_whole(open, &mut out).unwrap());
         assert_eq!(&out[..14], b"first and more");

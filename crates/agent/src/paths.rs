@@ -119,6 +119,15 @@ impl Shares {
         !self.roots.is_empty()
     }
 
+    /// How [`Shares::resolve`] resolves paths.
+    pub fn resolution(&self) -> Resolved {
+        if self.is_restricted() {
+            Resolved::Canonical
+        } else {
+            Resolved::AsGiven
+        }
+    }
+
     /// The roots as configured, for the agent's info.
     pub fn roots(&self) -> Vec<String> {
         self.roots
@@ -203,8 +212,8 @@ pub type FolderCache = std::collections::HashMap<PathBuf, Folder>;
 pub enum Located<'a> {
     /// By name in a folder resolved for the request.
     In(&'a Folder, std::ffi::OsString),
-    /// By its whole real path (a path outside any folder cache, e.g. with no shares set).
-    Path(PathBuf),
+    /// By its whole path (a path outside any folder cache, e.g. with no shares set).
+    Path(PathBuf, Resolved),
 }
 
 impl Located<'_> {
@@ -212,9 +221,19 @@ impl Located<'_> {
     pub fn real(&self) -> PathBuf {
         match self {
             Located::In(folder, name) => folder.real.join(name),
-            Located::Path(p) => p.clone(),
+            Located::Path(p, _) => p.clone(),
         }
     }
+}
+
+/// How a path from [`Shares::resolve`] was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// Every symlink resolved and the result checked against the shares: none may appear on
+    /// the way when it is opened.
+    Canonical,
+    /// As given: no shares are set, so whatever the agent's user can read, through symlinks too.
+    AsGiven,
 }
 
 impl Shares {
@@ -228,14 +247,18 @@ impl Shares {
     ) -> Result<Located<'a>, PathError> {
         let path = check_syntax(raw)?;
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return self.resolve(raw).map(Located::Path);
+            return self
+                .resolve(raw)
+                .map(|p| Located::Path(p, self.resolution()));
         };
         let parent_inside = self
             .roots
             .iter()
             .any(|r| parent.starts_with(&r.given) || parent.starts_with(&r.canonical));
         if self.roots.is_empty() || !parent_inside {
-            return self.resolve(raw).map(Located::Path);
+            return self
+                .resolve(raw)
+                .map(|p| Located::Path(p, self.resolution()));
         }
         let folder = match folders.entry(parent.to_owned()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),

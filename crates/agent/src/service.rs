@@ -278,7 +278,7 @@ async fn files(
             route::STAT => Ok(json(StatusCode::OK, &fsops::stat(&real, &path)?)),
             route::HASH => {
                 tracing::info!(path = %path, "hash");
-                match fsops::hash_file(fsops::open_file(&real, &path)?) {
+                match fsops::hash_file(fsops::open_file(&real, &path, shares.resolution())?) {
                     Ok(Some(h)) => Ok(json(StatusCode::OK, &h)),
                     Ok(None) => Ok(error(StatusCode::CONFLICT, "changed during copy")),
                     Err(e) => Err(PathError::from_io(&path, &e)),
@@ -293,7 +293,10 @@ async fn files(
                 }
                 Ok(json(StatusCode::OK, &page))
             }
-            _ => read(&shared, &real, &path, range, rate, subtree),
+            _ => {
+                let open = fsops::open_file(&real, &path, shares.resolution())?;
+                read(&shared, open, &path, range, rate, subtree)
+            }
         }
     });
     match work.await {
@@ -339,13 +342,12 @@ fn drive_listing(shared: &Shared, route_path: &str, path: &str) -> Option<Respon
 
 fn read(
     shared: &Shared,
-    real: &std::path::Path,
+    open: fsops::OpenFile,
     shown: &str,
     range: Option<HeaderValue>,
     rate: Option<u64>,
     subtree: bool,
 ) -> Result<Response<Body>, PathError> {
-    let open = fsops::open_file(real, shown)?;
     let size = open.size;
     let (start, end) = match range
         .as_ref()
