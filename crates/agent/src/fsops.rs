@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use mover_proto::{BrowsePage, Entry, EntryKind, BROWSE_PAGE_SIZE};
 
-use crate::paths::{special_kind, Located, PathError, Resolved};
+use crate::paths::{Kind, Located, PathError, Resolved};
 
 /// Bytes read from disk per chunk sent.
 pub const READ_CHUNK: usize = 256 * 1024;
@@ -26,15 +26,11 @@ pub fn rfc3339(t: SystemTime) -> Option<String> {
 
 /// An entry for `name` from metadata that was read without following symlinks.
 pub fn entry(name: &std::ffi::OsStr, meta: &Metadata) -> Entry {
-    let ft = meta.file_type();
-    let kind = if ft.is_symlink() {
-        EntryKind::Symlink
-    } else if ft.is_dir() {
-        EntryKind::Dir
-    } else if special_kind(&ft).is_some() {
-        EntryKind::Other
-    } else {
-        EntryKind::File
+    let kind = match Kind::of(meta) {
+        Kind::File => EntryKind::File,
+        Kind::Folder => EntryKind::Dir,
+        Kind::Symlink => EntryKind::Symlink,
+        Kind::Special(_) => EntryKind::Other,
     };
     let size = if kind == EntryKind::File {
         meta.len()
@@ -255,22 +251,11 @@ fn open_in(
     name: &std::ffi::OsStr,
     shown: &str,
 ) -> Result<OpenFile, PathError> {
-    use rustix::fs::{statat, AtFlags, FileType, Mode, OFlags};
+    use rustix::fs::{statat, AtFlags, Mode, OFlags};
     let io = |e: rustix::io::Errno| PathError::from_io(shown, &e.into());
     let stat = statat(folder, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
     // Checked before opening: opening a device can act on it (a tape rewinds).
-    let special = match FileType::from_raw_mode(stat.st_mode) {
-        FileType::RegularFile => None,
-        FileType::Directory => return Err(PathError::WrongKind(shown.to_owned(), "a folder")),
-        FileType::Symlink => return Err(PathError::WrongKind(shown.to_owned(), "a symbolic link")),
-        FileType::Fifo => Some("FIFO"),
-        FileType::Socket => Some("socket"),
-        FileType::CharacterDevice | FileType::BlockDevice => Some("device file"),
-        FileType::Unknown => Some("special file"),
-    };
-    if let Some(kind) = special {
-        return Err(PathError::Special(shown.to_owned(), kind));
-    }
+    check_kind(Kind::of_mode(stat.st_mode as u32), shown)?;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
     let file = match rustix::fs::openat(folder, name, flags, Mode::empty()) {
         Ok(fd) => File::from(fd),
@@ -283,17 +268,17 @@ fn open_in(
 }
 
 fn check_regular(meta: &Metadata, shown: &str) -> Result<(), PathError> {
-    let ft = meta.file_type();
-    if let Some(kind) = special_kind(&ft) {
-        return Err(PathError::Special(shown.to_owned(), kind));
+    check_kind(Kind::of(meta), shown)
+}
+
+/// Refuses anything but a regular file.
+fn check_kind(kind: Kind, shown: &str) -> Result<(), PathError> {
+    match kind {
+        Kind::File => Ok(()),
+        Kind::Folder => Err(PathError::WrongKind(shown.to_owned(), "a folder")),
+        Kind::Symlink => Err(PathError::WrongKind(shown.to_owned(), "a symbolic link")),
+        Kind::Special(kind) => Err(PathError::Special(shown.to_owned(), kind)),
     }
-    if ft.is_dir() {
-        return Err(PathError::WrongKind(shown.to_owned(), "a folder"));
-    }
-    if ft.is_symlink() {
-        return Err(PathError::WrongKind(shown.to_owned(), "a symbolic link"));
-    }
-    Ok(())
 }
 
 /// What a streamed read ended with.

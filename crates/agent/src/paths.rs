@@ -335,25 +335,54 @@ fn normalize(path: &Path) -> PathBuf {
         .collect()
 }
 
-/// The kind name of a file type that is never read, if it is one.
-pub fn special_kind(ft: &std::fs::FileType) -> Option<&'static str> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return Some("FIFO");
+/// What is at a path, as far as reading it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Folder,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A device, FIFO, socket or other special file (never read), by name.
+    Special(&'static str),
+}
+
+impl Kind {
+    /// From metadata read without following symlinks.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            Self::of_mode(std::os::unix::fs::MetadataExt::mode(meta))
         }
-        if ft.is_socket() {
-            return Some("socket");
-        }
-        if ft.is_block_device() || ft.is_char_device() {
-            return Some("device file");
+        #[cfg(not(unix))]
+        {
+            let ft = meta.file_type();
+            if ft.is_symlink() {
+                Kind::Symlink
+            } else if ft.is_dir() {
+                Kind::Folder
+            } else if ft.is_file() {
+                Kind::File
+            } else {
+                Kind::Special("special file")
+            }
         }
     }
-    if ft.is_file() || ft.is_dir() || ft.is_symlink() {
-        None
-    } else {
-        Some("special file")
+
+    /// From a `st_mode`.
+    #[cfg(unix)]
+    pub fn of_mode(mode: u32) -> Self {
+        use rustix::fs::FileType;
+        match FileType::from_raw_mode(mode as _) {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Folder,
+            FileType::Symlink => Kind::Symlink,
+            FileType::Fifo => Kind::Special("FIFO"),
+            FileType::Socket => Kind::Special("socket"),
+            FileType::CharacterDevice | FileType::BlockDevice => Kind::Special("device file"),
+            FileType::Unknown => Kind::Special("special file"),
+        }
     }
 }
 

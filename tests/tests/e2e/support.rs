@@ -183,8 +183,9 @@ impl Bifrost {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = Started(Some(cmd.spawn().expect("spawn bifrost")));
         let (stdout, stderr) = (Lines::default(), Lines::default());
-        stdout.follow(child.0.as_mut().unwrap().stdout.take().unwrap());
-        stderr.follow(child.0.as_mut().unwrap().stderr.take().unwrap());
+        let running = child.0.as_mut().expect("spawned");
+        stdout.follow(running.stdout.take().unwrap());
+        stderr.follow(running.stderr.take().unwrap());
         let url = stdout
             .wait_line("Bifrost's listening line", |l| {
                 l.starts_with("Bifrost listening on ")
