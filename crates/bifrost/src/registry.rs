@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::agent_client::AgentClient;
 
 /// How many unauthorized tunnels one address may hold.
-pub const MAX_WAITING_PER_ADDR: usize = 16;
+pub const MAX_WAITING_PER_ADDR: usize = mover_proto::limits::MAX_WAITING_PER_ADDR;
 
 /// One live tunnel.
 #[derive(Clone)]

@@ -25,7 +25,7 @@ use crate::{key_hash, App};
 static CONN_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Extra lanes one tunnel may have (its agent opens as many as its config says, up to this).
-pub const MAX_LANES: usize = 7;
+pub const MAX_LANES: usize = mover_proto::limits::MAX_LANES;
 
 /// The peer address of a connection, put in each request's extensions by the server.
 #[derive(Clone, Copy, Debug)]

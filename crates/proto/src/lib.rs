@@ -192,4 +192,5 @@ pub struct Watch {
 }
 
 pub mod api;
+pub mod limits;
 pub mod many;
