@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests, the Windows type-check,
-# the demo, the desktop app under Xvfb and the packages (built, installed, signed), exactly as CI runs it (.ci/run calls this after installing what it needs).
+# the demo, the desktop app under Xvfb and the packages (built, installed, signed). It installs what it
+# needs first (scripts/setup, idempotent), so it runs on a fresh Debian 12 machine; .ci/run only calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mover-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "setup: install what a fresh Debian 12 machine lacks (scripts/setup)"
+scripts/setup
+step "setup again: it must find nothing left to install"
+scripts/setup | tee /dev/stderr | grep -x "setup: nothing to install" >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

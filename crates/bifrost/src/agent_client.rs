@@ -5,13 +5,14 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
-use mover_proto::{route, ErrorBody};
+use mover_proto::limits::{self, LimitError, MAX_PAGE_BYTES};
+use mover_proto::{route, BrowsePage, Entry, ErrorBody};
 use serde::de::DeserializeOwned;
 
 use crate::raw_path::RawPath;
 
-/// Largest JSON answer Bifrost reads from an agent (a browse page is far smaller).
-const MAX_JSON_REPLY: usize = 16 * 1024 * 1024;
+/// Largest JSON answer Bifrost reads from an agent: a browse page is the largest there is.
+const MAX_JSON_REPLY: usize = MAX_PAGE_BYTES;
 
 /// Why a request to an agent failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -30,6 +31,9 @@ pub enum AgentError {
     /// The answer was not what the protocol says.
     #[error("the agent sent a malformed answer: {0}")]
     Protocol(String),
+    /// The answer broke one of the limits in `mover_proto::limits`.
+    #[error("{0}")]
+    Limit(#[from] LimitError),
 }
 
 /// Sends requests to one agent over its tunnel and the tunnel's extra lanes, spreading them
@@ -142,6 +146,29 @@ impl AgentClient {
         json_body(res).await
     }
 
+    /// One page of a folder, checked against the limits before it is used: entries, bytes,
+    /// name lengths and the cursor.
+    pub async fn browse(
+        &self,
+        path: &RawPath,
+        cursor: Option<&str>,
+    ) -> Result<BrowsePage, AgentError> {
+        let mut pairs = vec![path.query_pair()];
+        if let Some(c) = cursor {
+            pairs.push(("cursor", c.to_owned()));
+        }
+        let page: BrowsePage = self.get_json(route::BROWSE, &pairs).await?;
+        check_page(&page)?;
+        Ok(page)
+    }
+
+    /// What the agent says is at `path`, its size checked.
+    pub async fn stat(&self, path: &RawPath) -> Result<Entry, AgentError> {
+        let entry: Entry = self.get_json(route::STAT, &[path.query_pair()]).await?;
+        check_entry(&entry)?;
+        Ok(entry)
+    }
+
     /// `POST` a JSON body.
     pub async fn post_json<B: serde::Serialize>(
         &self,
@@ -234,15 +261,45 @@ impl AgentClient {
     }
 }
 
+/// Checks a browse page against the limits (its bytes were bounded as it was read).
+pub fn check_page(page: &BrowsePage) -> Result<(), LimitError> {
+    if page.entries.len() > limits::MAX_PAGE_ENTRIES {
+        return Err(LimitError::PageEntries(page.entries.len()));
+    }
+    if let Some(c) = &page.next_cursor {
+        if c.len() > limits::MAX_CURSOR_BYTES {
+            return Err(LimitError::CursorBytes(c.len()));
+        }
+    }
+    page.entries.iter().try_for_each(check_entry)
+}
+
+/// Checks one entry's name and size; a name's exact bytes are at most 3/4 of its base64.
+fn check_entry(e: &Entry) -> Result<(), LimitError> {
+    limits::name(e.name.as_bytes())?;
+    if let Some(b64) = &e.name_b64 {
+        if b64.len() / 4 * 3 > limits::MAX_NAME_BYTES {
+            return Err(LimitError::NameBytes(b64.len() / 4 * 3));
+        }
+    }
+    limits::file_size(e.size)?;
+    Ok(())
+}
+
 async fn json_body<T: DeserializeOwned>(res: Response<Incoming>) -> Result<T, AgentError> {
     if !res.status().is_success() {
         return Err(error_from(res).await);
     }
-    let body = Limited::new(res.into_body(), MAX_JSON_REPLY)
+    let body = match Limited::new(res.into_body(), MAX_JSON_REPLY)
         .collect()
         .await
-        .map_err(|e| AgentError::Transport(e.to_string()))?
-        .to_bytes();
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(LimitError::PageBytes.into())
+        }
+        Err(e) => return Err(AgentError::Transport(e.to_string())),
+    };
     serde_json::from_slice(&body).map_err(|e| AgentError::Protocol(e.to_string()))
 }
 

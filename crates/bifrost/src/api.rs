@@ -88,6 +88,7 @@ impl From<crate::agent_client::AgentError> for ApiError {
                 StatusCode::BAD_GATEWAY,
                 format!("the agent sent a malformed answer: {m}"),
             ),
+            AgentError::Limit(e) => Self::new(StatusCode::BAD_GATEWAY, e.to_string()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The transfer engine: runs each job as a task that lists its sources and copies the files.
 
 mod copy;
+mod landing;
 mod limit;
 mod many;
 mod tree;
@@ -346,6 +347,7 @@ async fn copy_pass(
         store: app.store.clone(),
         rerun: job.rerun_of.is_some(),
         compare: job.plan.compare,
+        roots: crate::layout::roots(&job.destination, &job.plan.mappings).into(),
     };
     let mut batcher = many::Batcher::default();
     'pages: loop {
@@ -676,6 +678,7 @@ async fn scan_all(
             {
                 return Ok(Some(message));
             }
+            Err(WalkError::Agent(AgentError::Limit(e))) => return Ok(Some(e.to_string())),
             Err(WalkError::Agent(e)) => {
                 tracing::warn!(job = %job.id, error = %e, "scan interrupted; retrying when the agent is back");
                 tokio::time::sleep(Duration::from_millis(500)).await;

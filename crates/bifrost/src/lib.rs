@@ -5,6 +5,7 @@ pub mod agent_client;
 pub mod api;
 pub mod console;
 pub mod engine;
+pub mod layout;
 pub mod metrics;
 pub mod raw_path;
 pub mod registry;

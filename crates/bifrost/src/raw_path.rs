@@ -50,9 +50,20 @@ impl RawPath {
         }
     }
 
+    /// Whether this agent path is a Windows one (`C:\\x`, `\\\\server\\share`): a Unix path is
+    /// absolute, so starts with `/`. Only on Windows is `\\` a separator; on Unix it is an
+    /// ordinary byte of a name.
+    pub fn is_windows(&self) -> bool {
+        !self.0.starts_with(b"/")
+    }
+
+    fn is_separator(&self, b: u8) -> bool {
+        b == b'/' || (b == b'\\' && self.is_windows())
+    }
+
     /// `self` + separator + `name`, with the separator the path already uses.
     pub fn join(&self, name: &RawPath) -> Self {
-        let sep = if self.0.contains(&b'\\') && !self.0.contains(&b'/') {
+        let sep = if self.is_windows() && !self.0.contains(&b'/') {
             b'\\'
         } else {
             b'/'
@@ -73,22 +84,29 @@ impl RawPath {
         Self(out)
     }
 
-    /// Whether this is safe as one path component at the destination.
-    pub fn is_safe_name(&self) -> bool {
+    /// Whether this is one name on an agent whose paths look like `of` and one path
+    /// component at a folder destination: not empty, `.` or `..`, no `/` or NUL, and no `\\`
+    /// from a Windows agent (where it separates). A Unix name with `\\` is kept as it is: on
+    /// Bifrost's Unix file system that byte is part of the name, not a separator.
+    pub fn is_safe_name(&self, of: &RawPath) -> bool {
         let n = &self.0;
-        !n.is_empty() && n != b"." && n != b".." && !n.iter().any(|b| matches!(b, b'/' | b'\\' | 0))
+        !n.is_empty()
+            && n != b"."
+            && n != b".."
+            && n.len() <= mover_proto::limits::MAX_NAME_BYTES
+            && !n.iter().any(|&b| b == 0 || of.is_separator(b))
     }
 
-    /// The last component, for either separator.
+    /// The last component, split by the separators of this path's platform.
     pub fn base_name(&self) -> RawPath {
-        let trimmed = self
-            .0
-            .strip_suffix(b"/")
-            .or_else(|| self.0.strip_suffix(b"\\"))
-            .unwrap_or(&self.0);
+        let mut end = self.0.len();
+        while end > 0 && self.is_separator(self.0[end - 1]) {
+            end -= 1;
+        }
+        let trimmed = &self.0[..end];
         let start = trimmed
             .iter()
-            .rposition(|b| matches!(b, b'/' | b'\\'))
+            .rposition(|&b| self.is_separator(b))
             .map(|i| i + 1)
             .unwrap_or(0);
         RawPath(trimmed[start..].to_vec())
@@ -134,9 +152,29 @@ mod tests {
             RawPath::new("Finance")
         );
         assert_eq!(RawPath::new(r"D:\x").base_name(), RawPath::new("x"));
-        assert!(RawPath::new("a b ü").is_safe_name());
-        for bad in ["..", ".", "a/b", "", "a\\b"] {
-            assert!(!RawPath::new(bad).is_safe_name(), "{bad}");
+    }
+
+    #[test]
+    fn names_split_and_check_by_the_agents_platform() {
+        let unix = RawPath::new("/srv");
+        let windows = RawPath::new(r"C:\srv");
+        // On Unix `\` is a byte of the name: `x\..` is one folder, never `..`.
+        assert_eq!(RawPath::new(r"/s/x\..").base_name(), RawPath::new(r"x\.."));
+        assert_eq!(RawPath::new(r"/s/y\.").base_name(), RawPath::new(r"y\."));
+        assert_eq!(RawPath::new(r"/s/y\./").base_name(), RawPath::new(r"y\."));
+        assert_eq!(RawPath::new(r"C:\s\x\..").base_name(), RawPath::new(".."));
+        assert_eq!(
+            RawPath::new(r"\\srv\share\a").base_name(),
+            RawPath::new("a")
+        );
+        assert!(RawPath::new(r"x\..").is_safe_name(&unix));
+        assert!(!RawPath::new(r"x\..").is_safe_name(&windows));
+        assert!(RawPath::new("a b ü").is_safe_name(&windows));
+        for bad in ["..", ".", "a/b", "", "a\0b"] {
+            assert!(!RawPath::new(bad).is_safe_name(&unix), "{bad}");
+            assert!(!RawPath::new(bad).is_safe_name(&windows), "{bad}");
         }
+        let long = RawPath(vec![b'a'; 60 * 1024]);
+        assert!(!long.is_safe_name(&unix));
     }
 }

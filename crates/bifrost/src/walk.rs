@@ -2,45 +2,15 @@
 
 use futures_util::StreamExt;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use mover_proto::api::{Destination, FileStatus, Filters, Mapping};
-use mover_proto::{route, BrowsePage, Entry, EntryKind};
+use mover_proto::api::{FileStatus, Filters};
+use mover_proto::limits::{self, LimitError};
+use mover_proto::{BrowsePage, Entry, EntryKind};
 
 use crate::agent_client::{AgentClient, AgentError};
 use crate::raw_path::RawPath;
 use crate::store::{NewFile, StoreError};
 
-/// One source and the destination path it becomes.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Path on the agent.
-    pub source: RawPath,
-    /// Absolute path at the destination: the copied file, or the folder receiving the contents.
-    pub dest: RawPath,
-}
-
-/// Each source lands as `destination/NAME`; with mappings, each mapped folder's contents land
-/// in its own destination folder.
-pub fn targets(sources: &[String], destination: &Destination, mappings: &[Mapping]) -> Vec<Target> {
-    if !mappings.is_empty() {
-        return mappings
-            .iter()
-            .map(|m| Target {
-                source: RawPath::new(&m.source),
-                dest: RawPath::new(&m.destination),
-            })
-            .collect();
-    }
-    let Destination::Folder { path } = destination;
-    let root = RawPath::new(path.trim_end_matches('/'));
-    sources
-        .iter()
-        .map(|s| {
-            let source = RawPath::new(s);
-            let dest = root.child(&source.base_name());
-            Target { source, dest }
-        })
-        .collect()
-}
+pub use crate::layout::{targets, Target};
 
 /// Why a walk stopped.
 #[derive(Debug)]
@@ -182,7 +152,9 @@ fn new_file(source: RawPath, dest: RawPath, entry: &Entry) -> NewFile {
     }
 }
 
-/// Walks every target through the agent, page by page, handing files to `sink`.
+/// Walks every target through the agent, page by page, handing files to `sink`. What the agent
+/// sends is held to `mover_proto::limits`: a folder whose listing breaks one fails alone, with
+/// the reason, and costs no memory in proportion to the lie.
 pub async fn walk<S: Sink>(
     client: &AgentClient,
     targets: &[Target],
@@ -190,9 +162,7 @@ pub async fn walk<S: Sink>(
     sink: &mut S,
 ) -> Result<(), WalkError> {
     for target in targets {
-        let entry: Entry = client
-            .get_json(route::STAT, &[target.source.query_pair()])
-            .await?;
+        let entry = client.stat(&target.source).await?;
         if entry.kind != EntryKind::Dir {
             // A file chosen by name is taken whatever the filters say.
             sink.files(vec![new_file(
@@ -206,42 +176,47 @@ pub async fn walk<S: Sink>(
         // Pages of several folders are asked for at once: one at a time, a tree of many small
         // folders took a round trip per folder.
         let mut pages = futures_util::stream::FuturesUnordered::new();
-        let mut folders = vec![Folder {
+        let mut folders = Folders::new(Folder {
             dir: target.source.clone(),
             dest: target.dest.clone(),
             rel: String::new(),
-        }];
+            depth: 0,
+            pages: 0,
+        });
         loop {
             while pages.len() < PAGES_IN_FLIGHT {
                 let Some(folder) = folders.pop() else { break };
                 sink.folder();
                 pages.push(fetch_page(client, folder, None));
             }
-            let Some((folder, cursor, result)) = pages.next().await else {
+            let Some((mut folder, cursor, result)) = pages.next().await else {
                 break;
             };
+            folder.pages += 1;
             let page: BrowsePage = match result {
+                Ok(_) if folder.pages > limits::MAX_PAGES_PER_FOLDER => {
+                    sink.files(vec![failed_folder(&folder, LimitError::Pages.to_string())])
+                        .await?;
+                    continue;
+                }
                 Ok(page) => page,
+                // A listing that breaks a limit fails its folder alone, whichever folder it is.
+                Err(AgentError::Limit(e)) => {
+                    sink.files(vec![failed_folder(&folder, e.to_string())])
+                        .await?;
+                    continue;
+                }
                 // A subfolder the agent may not list fails alone; the walk goes on.
                 Err(AgentError::Status { status, message })
                     if status.is_client_error() && !folder.rel.is_empty() && cursor.is_none() =>
                 {
-                    let mut marker = folder.dest.clone();
-                    marker.0.push(b'/');
-                    sink.files(vec![NewFile {
-                        source: folder.dir.clone(),
-                        dest: marker,
-                        size: 0,
-                        modified: None,
-                        status: FileStatus::Failed,
-                        reason: Some(format!("cannot list the folder: {message}")),
-                    }])
-                    .await?;
+                    let reason = format!("cannot list the folder: {message}");
+                    sink.files(vec![failed_folder(&folder, reason)]).await?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
-            let Folder { dir, dest, rel } = &folder;
+            let Folder { dir, dest, rel, .. } = &folder;
             if cursor.is_none() && page.entries.is_empty() {
                 // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
                 let entry = Entry {
@@ -258,29 +233,53 @@ pub async fn walk<S: Sink>(
             }
             let mut files = Vec::with_capacity(page.entries.len());
             for e in &page.entries {
+                // Names were bounded by the page check, so these paths are too.
                 let name = RawPath::entry_name(e);
                 let (src, to) = (dir.join(&name), dest.child(&name));
+                let refused = if !name.is_safe_name(dir) {
+                    Some(format!(
+                        "agent sent an unsafe file name {:?} (empty, '.', '..' or with a separator)",
+                        name.lossy()
+                    ))
+                } else if let Err(e) = limits::path(&src.0).and(limits::path(&to.0)) {
+                    Some(e.to_string())
+                } else if e.kind == EntryKind::Dir && folder.depth >= limits::MAX_DEPTH {
+                    Some(LimitError::Depth.to_string())
+                } else {
+                    None
+                };
+                if let Some(reason) = refused {
+                    files.push(NewFile {
+                        source: src,
+                        dest: to,
+                        size: 0,
+                        modified: None,
+                        status: FileStatus::Failed,
+                        reason: Some(reason),
+                    });
+                    continue;
+                }
                 let rel = if rel.is_empty() {
                     name.lossy()
                 } else {
                     format!("{rel}/{}", name.lossy())
                 };
-                if !name.is_safe_name() {
-                    files.push(NewFile {
-                        source: src,
-                        dest: to,
-                        size: e.size,
-                        modified: None,
-                        status: FileStatus::Failed,
-                        reason: Some("unsafe file name from the agent".into()),
-                    });
-                } else if e.kind == EntryKind::Dir {
+                if e.kind == EntryKind::Dir {
                     if filter.takes_dir(&rel, &name) {
-                        folders.push(Folder {
+                        let sub = Folder {
                             dir: src,
                             dest: to,
                             rel,
-                        });
+                            depth: folder.depth + 1,
+                            pages: 0,
+                        };
+                        if let Err(sub) = folders.push(sub) {
+                            let reason = format!(
+                                "agent sent more folders than Bifrost holds at once ({} MiB of paths); copy this folder in a job of its own",
+                                MAX_PENDING_BYTES >> 20
+                            );
+                            files.push(failed_folder(&sub, reason));
+                        }
                     }
                 } else if e.kind != EntryKind::File || filter.takes_file(&rel, &name, e) {
                     files.push(new_file(src, to, e));
@@ -295,15 +294,74 @@ pub async fn walk<S: Sink>(
     Ok(())
 }
 
+/// A folder that could not be walked, recorded as failed under its marker (a trailing `/`).
+fn failed_folder(folder: &Folder, reason: String) -> NewFile {
+    let mut marker = folder.dest.clone();
+    marker.0.push(b'/');
+    NewFile {
+        source: folder.dir.clone(),
+        dest: marker,
+        size: 0,
+        modified: None,
+        status: FileStatus::Failed,
+        reason: Some(reason),
+    }
+}
+
 /// Folder pages asked for at once during a walk.
 const PAGES_IN_FLIGHT: usize = 8;
 
+/// Bytes of paths of the folders found and not yet listed: the walk goes depth first, so a
+/// real tree keeps far fewer (a million folders waiting at once is ~200 MiB); an agent that
+/// invents folders without end meets this instead of Bifrost's memory.
+const MAX_PENDING_BYTES: usize = 256 << 20;
+
 /// A folder to list: on the agent, at the destination, and relative to the target (for the
-/// filters).
+/// filters), with its depth below the target and the pages listed so far.
 struct Folder {
     dir: RawPath,
     dest: RawPath,
     rel: String,
+    depth: usize,
+    pages: u64,
+}
+
+impl Folder {
+    fn bytes(&self) -> usize {
+        self.dir.0.len() + self.dest.0.len() + self.rel.len()
+    }
+}
+
+/// The folders waiting to be listed, bounded by [`MAX_PENDING_BYTES`].
+struct Folders {
+    waiting: Vec<Folder>,
+    bytes: usize,
+}
+
+impl Folders {
+    /// The folders of a walk, starting with its source (bounded by the job's checks).
+    fn new(first: Folder) -> Self {
+        Self {
+            bytes: first.bytes(),
+            waiting: vec![first],
+        }
+    }
+
+    /// Adds a folder, or hands it back when the budget is spent.
+    fn push(&mut self, folder: Folder) -> Result<(), Folder> {
+        if self.bytes + folder.bytes() > MAX_PENDING_BYTES {
+            return Err(folder);
+        }
+        self.bytes += folder.bytes();
+        self.waiting.push(folder);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<Folder> {
+        let folder = self.waiting.pop()?;
+        self.bytes -= folder.bytes();
+        Some(folder)
+    }
 }
 
 /// One page of `folder`, handed back with the folder and the cursor it was asked with.
@@ -312,11 +370,7 @@ async fn fetch_page(
     folder: Folder,
     cursor: Option<String>,
 ) -> (Folder, Option<String>, Result<BrowsePage, AgentError>) {
-    let mut pairs = vec![folder.dir.query_pair()];
-    if let Some(c) = cursor.as_deref() {
-        pairs.push(("cursor", c.to_owned()));
-    }
-    let result = client.get_json(route::BROWSE, &pairs).await;
+    let result = client.browse(&folder.dir, cursor.as_deref()).await;
     (folder, cursor, result)
 }
 
@@ -397,23 +451,5 @@ mod tests {
             ..Filters::default()
         })
         .is_err());
-    }
-
-    #[test]
-    fn targets_follow_the_layout() {
-        let d = Destination::Folder {
-            path: "/dest/".into(),
-        };
-        let t = targets(&["/srv/share/Finance".into()], &d, &[]);
-        assert_eq!(t[0].dest, RawPath::new("/dest/Finance"));
-        let m = vec![Mapping {
-            source: "/home/alice".into(),
-            destination: "/users/a.smith".into(),
-        }];
-        let t = targets(&[], &d, &m);
-        assert_eq!(
-            (t[0].source.clone(), t[0].dest.clone()),
-            (RawPath::new("/home/alice"), RawPath::new("/users/a.smith"))
-        );
     }
 }

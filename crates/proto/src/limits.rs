@@ -12,8 +12,9 @@ pub const MAX_NAME_BYTES: usize = 1024;
 pub const MAX_PATH_BYTES: usize = crate::MAX_PATH_BYTES;
 /// Folders below a job's source that a walk descends.
 pub const MAX_DEPTH: usize = 1024;
-/// Cursor pages of one folder: 100 million entries at the agent's page size.
-pub const MAX_PAGES_PER_FOLDER: u64 = 100_000;
+/// Cursor pages of one folder: 20 million entries at the agent's page size, past any folder a
+/// file server can still list, while a cursor that never ends stops within seconds.
+pub const MAX_PAGES_PER_FOLDER: u64 = 20_000;
 /// Bytes of a cursor the agent hands back (Bifrost echoes it in the next request).
 pub const MAX_CURSOR_BYTES: usize = 1024;
 /// The largest file an agent may announce: 16 TiB, NTFS's and ext4's limit with 4 KiB clusters.

@@ -223,6 +223,22 @@ impl Bifrost {
     }
 
     /// Kills Bifrost with SIGKILL.
+    /// Bifrost's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Bifrost's resident memory now, from `/proc`, in MiB.
+    pub fn rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+
     pub fn kill(&mut self) {
         kill_group(&mut self.child);
     }

@@ -232,10 +232,16 @@ pub struct PathQuery {
 }
 
 impl PathQuery {
-    fn pair(&self) -> Result<(&'static str, &str), ApiError> {
+    fn raw_path(&self) -> Result<RawPath, ApiError> {
         match (&self.path, &self.path_b64) {
-            (Some(p), None) => Ok(("path", p)),
-            (None, Some(b)) => Ok(("path_b64", b)),
+            (Some(p), None) => Ok(RawPath::new(p)),
+            (None, Some(b)) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map(RawPath)
+                    .map_err(|_| ApiError::bad_request("path_b64 is not base64"))
+            }
             _ => Err(ApiError::bad_request(
                 "give exactly one of path and path_b64",
             )),
@@ -250,11 +256,8 @@ pub async fn browse(
     Query(q): Query<PathQuery>,
 ) -> Result<axum::Json<BrowsePage>, ApiError> {
     let client = online_client(&app, &id).await?;
-    let mut pairs = vec![q.pair()?];
-    if let Some(c) = q.cursor.as_deref() {
-        pairs.push(("cursor", c));
-    }
-    Ok(axum::Json(client.get_json(route::BROWSE, &pairs).await?))
+    let path = q.raw_path()?;
+    Ok(axum::Json(client.browse(&path, q.cursor.as_deref()).await?))
 }
 
 /// `GET /connectors/{id}/stat?path=P`.
@@ -264,9 +267,7 @@ pub async fn stat(
     Query(q): Query<PathQuery>,
 ) -> Result<axum::Json<Entry>, ApiError> {
     let client = online_client(&app, &id).await?;
-    Ok(axum::Json(
-        client.get_json(route::STAT, &[q.pair()?]).await?,
-    ))
+    Ok(axum::Json(client.stat(&q.raw_path()?).await?))
 }
 
 /// `GET /connectors/{id}/size?path=P`: files, folders and bytes below a folder.
@@ -276,10 +277,7 @@ pub async fn size(
     Query(q): Query<PathQuery>,
 ) -> Result<axum::Json<FolderSize>, ApiError> {
     let client = online_client(&app, &id).await?;
-    let source = match q.pair()? {
-        ("path", p) => RawPath::new(p),
-        (_, b64) => RawPath::from_stored(String::new(), Some(b64)),
-    };
+    let source = q.raw_path()?;
     let targets = [Target {
         source,
         dest: RawPath::new("/"),

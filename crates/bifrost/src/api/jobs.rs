@@ -10,13 +10,13 @@ use http::StatusCode;
 use mover_proto::api::{
     CreateJob, Destination, FileReportPage, FileStatus, Job, JobState, Preview,
 };
-use mover_proto::{route, Entry};
 use serde::Deserialize;
 
 use super::connectors::online_client;
 use super::{ApiError, Json, Query};
 use crate::agent_client::AgentClient;
 use crate::engine;
+use crate::layout::{dest_root, source_name, LayoutError};
 use crate::raw_path::RawPath;
 use crate::store::{new_id, now, JobRow, Plan};
 use crate::walk::{targets, Filter};
@@ -64,14 +64,15 @@ async fn row(app: &App, id: &str) -> Result<JobRow, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no job {id}")))
 }
 
-fn absolute(path: &str, what: &str) -> Result<(), ApiError> {
-    if std::path::Path::new(path).is_absolute() {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{what} {path:?} is not an absolute path"
-        )))
+/// The request with its destination and mapping roots normalized; a root with `..` is a 400.
+fn normalized(mut req: CreateJob) -> Result<CreateJob, ApiError> {
+    let bad = |e: LayoutError| ApiError::bad_request(e.to_string());
+    let Destination::Folder { path } = &mut req.destination;
+    *path = dest_root(path, "destination").map_err(bad)?;
+    for m in &mut req.mappings {
+        m.destination = dest_root(&m.destination, "mapping destination").map_err(bad)?;
     }
+    Ok(req)
 }
 
 /// Checks a job request and the agent's view of its sources; returns the agent client.
@@ -106,12 +107,9 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
         )));
     }
     let filter = Filter::new(&req.filters).map_err(ApiError::bad_request)?;
-    let Destination::Folder { path } = &req.destination;
-    absolute(path, "destination")?;
     let mut seen = HashSet::new();
     for m in &req.mappings {
-        absolute(&m.destination, "mapping destination")?;
-        if !seen.insert(m.destination.trim_end_matches('/')) {
+        if !seen.insert(m.destination.as_str()) {
             return Err(ApiError::bad_request(format!(
                 "two mappings share the destination {:?}",
                 m.destination
@@ -121,13 +119,13 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
     let client = online_client(app, &req.connector).await?;
     let mut names = HashSet::new();
     for source in sources {
-        let entry: Entry = client.get_json(route::STAT, &[("path", source)]).await?;
-        let name = RawPath::new(source).base_name();
-        if name.0.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "source {source:?} has no name to copy it under; choose a folder inside it"
-            )));
-        }
+        let entry = client.stat(&RawPath::new(source)).await?;
+        // A mapped folder's contents land in the mapping's own root: its name is not used.
+        let name = match source_name(source) {
+            Ok(name) => name,
+            Err(_) if !req.mappings.is_empty() => RawPath::new(source),
+            Err(e) => return Err(ApiError::bad_request(e.to_string())),
+        };
         if req.mappings.is_empty() && !names.insert(name.clone()) {
             return Err(ApiError::bad_request(format!(
                 "two sources are named {:?}; they would land in the same place",
@@ -148,6 +146,7 @@ pub async fn create(
     State(app): State<Arc<App>>,
     Json(req): Json<CreateJob>,
 ) -> Result<(StatusCode, Reply<Job>), ApiError> {
+    let req = normalized(req)?;
     let (_, concurrency, _) = check(&app, &req).await?;
     let Destination::Folder { path } = &req.destination;
     let folders =
@@ -184,6 +183,7 @@ pub async fn preview(
     State(app): State<Arc<App>>,
     Json(req): Json<CreateJob>,
 ) -> Result<Reply<Preview>, ApiError> {
+    let req = normalized(req)?;
     let (client, _, filter) = check(&app, &req).await?;
     let targets = targets(&req.sources, &req.destination, &req.mappings);
     let counter = super::count(&client, &targets, &filter).await?;

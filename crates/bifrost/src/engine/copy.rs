@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use mover_proto::api::Compare;
+use mover_proto::limits::{self, LimitError};
 use mover_proto::{header, route, FileHash};
 use tokio::io::AsyncWriteExt;
 
+use super::landing::Landing;
 use super::limit::Limiter;
 use super::tree;
 use crate::agent_client::{AgentClient, AgentError};
@@ -36,6 +38,7 @@ pub enum Copied {
 }
 
 /// A file's bad outcome.
+#[derive(Debug)]
 pub enum CopyError {
     /// Will not work on retry: report it.
     Failed(String),
@@ -69,6 +72,8 @@ pub(super) fn from_agent(e: AgentError) -> CopyError {
         AgentError::Status { status, message } if status.is_client_error() => {
             CopyError::Failed(message)
         }
+        // The same lie would come back on a retry.
+        AgentError::Limit(e) => CopyError::Failed(e.to_string()),
         e => CopyError::Retry(e.to_string()),
     }
 }
@@ -209,7 +214,8 @@ pub(super) fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
     if e.kind() == std::io::ErrorKind::StorageFull {
         CopyError::DiskFull("the destination disk is full".into())
     } else {
-        CopyError::Failed(format!("cannot {what} {}: {e}", path.display()))
+        let shown = super::landing::shown(path);
+        CopyError::Failed(format!("cannot {what} {}: {e}", shown.display()))
     }
 }
 
@@ -268,6 +274,8 @@ pub struct Mode {
     pub rerun: bool,
     /// How a file already at the destination is found unchanged.
     pub compare: Compare,
+    /// The job's destination roots: nothing is written outside them.
+    pub roots: std::sync::Arc<[crate::raw_path::RawPath]>,
 }
 
 /// Whether the destination file has the source's content: compared only when sizes match, by
@@ -332,29 +340,27 @@ async fn copy_inner(
     mode: &Mode,
 ) -> Result<Copied, CopyError> {
     let rerun = mode.rerun;
-    let dest = file.dest.to_path();
+    // Sizes were checked as they were listed; a database from before that check is not trusted.
+    limits::file_size(file.size).map_err(|e| CopyError::Failed(e.to_string()))?;
     if file.dest.0.ends_with(b"/") {
-        if tokio::fs::metadata(&dest).await.is_ok_and(|m| m.is_dir()) {
+        let there = std::fs::symlink_metadata(file.dest.to_path()).is_ok_and(|m| m.is_dir());
+        // Made beneath the job's root, like every folder a copy writes into.
+        Landing::open(&mode.roots, &file.dest)?;
+        if there {
             return Ok(Copied::Skipped {
                 reason: "folder already at the destination".into(),
             });
         }
-        tokio::fs::create_dir_all(&dest)
-            .await
-            .map_err(|e| local(e, "create folder", &dest))?;
         return Ok(Copied::Done {
             size: 0,
             blake3: blake3::hash(b"").to_hex().to_string(),
             note: rerun.then(|| "new since the last run".into()),
         });
     }
-    let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
-    // Small files make their folder in their one blocking step below.
-    if file.size > SMALL_FILE {
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| local(e, "create folder", &parent))?;
-    }
+    // Every write below goes through this open folder: see `landing`.
+    let landing = Landing::open(&mode.roots, &file.dest)?;
+    let dest = landing.join(file.dest.base_name().0.as_slice());
+    let parent = landing.dir().to_path_buf();
     // One quick metadata call: not worth a hop to the blocking pool per file.
     let at_dest = std::fs::symlink_metadata(&dest).ok();
     // Verified and renamed by a Bifrost that died before recording it: it is this job's copy.
@@ -402,9 +408,6 @@ async fn copy_inner(
         {
             return Ok(done);
         }
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| local(e, "create folder", &parent))?;
     }
     let have = tokio::fs::metadata(&partial)
         .await
@@ -462,6 +465,10 @@ async fn copy_inner(
             "the agent did not say the file's size".into(),
         ));
     };
+    let size = limits::file_size(size).map_err(|e| CopyError::Failed(e.to_string()))?;
+    if offset > size {
+        offset = 0;
+    }
 
     let mut hasher = blake3::Hasher::new();
     let out = if offset > 0 {
@@ -506,6 +513,12 @@ async fn copy_inner(
         match frame.map(|f| f.into_data()) {
             Ok(Ok(data)) => {
                 let n = data.len() as u64;
+                if written + n > size {
+                    // Not one byte past what was announced reaches the disk.
+                    drop(writer);
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    return Err(CopyError::Retry(LimitError::TooLong(size).to_string()));
+                }
                 if let Some(l) = limiter {
                     l.take(n).await;
                 }
@@ -674,7 +687,7 @@ async fn copy_small(
                     l.take(chunk.len() as u64).await;
                 }
                 if data.len() as u64 + chunk.len() as u64 > size {
-                    return Err(CopyError::Changed("changed during copy".into()));
+                    return Err(CopyError::Retry(LimitError::TooLong(size).to_string()));
                 }
                 hasher.update(&chunk);
                 data.extend_from_slice(&chunk);
@@ -709,6 +722,8 @@ async fn copy_small(
     let arrived = super::many::Arrived {
         planned: super::many::Planned {
             file: file.clone(),
+            // The caller holds the folder open until the copy is in place.
+            _landing: None,
             dest: t.dest.to_path_buf(),
             parent: t.parent.to_path_buf(),
             partial: t.partial.to_path_buf(),
@@ -778,10 +793,7 @@ async fn copy_in_parts(
     partial: &Path,
 ) -> Result<Option<Assembled>, CopyError> {
     use futures_util::StreamExt;
-    let entry: mover_proto::Entry = client
-        .get_json(route::STAT, &[file.source.query_pair()])
-        .await
-        .map_err(from_agent)?;
+    let entry = client.stat(&file.source).await.map_err(from_agent)?;
     let size = entry.size;
     if size <= SPLIT_MIN {
         return Ok(None);
@@ -979,6 +991,12 @@ async fn fetch_part(
         match frame.map(|f| f.into_data()) {
             Ok(Ok(data)) => {
                 let n = data.len() as u64;
+                if written + n > len {
+                    // Past the part's end lies a neighbour that may be journaled already.
+                    drop(writer);
+                    let reason = LimitError::TooLong(len).to_string();
+                    return Err((CopyError::Retry(reason), written > 0));
+                }
                 hasher.update(&data);
                 if !writer.put(start + written, data).await {
                     break;

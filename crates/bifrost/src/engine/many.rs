@@ -4,10 +4,11 @@
 //! One stream, one path check, two hops to the blocking pool and two transactions per file cost
 //! more than the bytes of a 30 KiB file; a batch pays them once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -15,6 +16,7 @@ use mover_proto::api::Compare;
 use mover_proto::many::{Decoder, FileRef, ReadMany, Record};
 
 use super::copy::{self, from_agent, local, Copied, CopyError, Mode};
+use super::landing::Landing;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::metrics::Meter;
 use crate::raw_path::RawPath;
@@ -81,6 +83,8 @@ impl Batcher {
 /// A file to fetch, and where it goes.
 pub(super) struct Planned {
     pub(super) file: PendingFile,
+    /// The open folder `dest`, `parent` and `partial` are named through.
+    pub(super) _landing: Option<Arc<Landing>>,
     pub(super) dest: PathBuf,
     pub(super) parent: PathBuf,
     pub(super) partial: PathBuf,
@@ -117,8 +121,9 @@ pub async fn copy_many(
 ) -> Outcomes {
     let mut out = Vec::with_capacity(files.len());
     let mut todo = Vec::new();
+    let mut folders = HashMap::new();
     for file in files {
-        match plan(file, mode) {
+        match plan(file, mode, &mut folders) {
             Step::Fetch(p) => todo.push(p),
             Step::Settled(file, result) => out.push((file, result)),
         }
@@ -161,10 +166,22 @@ enum Step {
     Settled(PendingFile, Result<Copied, CopyError>),
 }
 
-/// Where a file goes, or its outcome when it is already in place.
-fn plan(file: PendingFile, mode: &Mode) -> Step {
-    let dest = file.dest.to_path();
-    let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
+/// Where a file goes, or its outcome when it is already in place; the batch's files share
+/// their folders' [`Landing`]s.
+fn plan(file: PendingFile, mode: &Mode, folders: &mut HashMap<Vec<u8>, Arc<Landing>>) -> Step {
+    let folder = {
+        let d = &file.dest.0;
+        d[..d.iter().rposition(|&b| b == b'/').unwrap_or(0)].to_vec()
+    };
+    let landing = match folders.get(&folder) {
+        Some(l) => l.clone(),
+        None => match Landing::open(&mode.roots, &file.dest) {
+            Ok(l) => folders.entry(folder).or_insert(Arc::new(l)).clone(),
+            Err(e) => return Step::Settled(file, Err(e)),
+        },
+    };
+    let dest = landing.join(&file.dest.base_name().0);
+    let parent = landing.dir().to_path_buf();
     let modified = file.modified.as_deref();
     let at_dest = std::fs::symlink_metadata(&dest).ok();
     if let Some(blake3) = &file.verified {
@@ -188,6 +205,7 @@ fn plan(file: PendingFile, mode: &Mode) -> Step {
     let partial = copy::partial_path(&dest);
     Step::Fetch(Planned {
         note: copy::note(mode.rerun, at_dest.is_some()),
+        _landing: Some(landing),
         file,
         dest,
         parent,
@@ -376,22 +394,18 @@ pub(super) async fn put_in_place(arrived: Vec<Arrived>, mode: &Mode, out: &mut O
 /// the one sync makes its time durable too).
 #[allow(clippy::type_complexity)]
 fn write_all(arrived: Vec<Arrived>) -> Vec<(Planned, Result<(u64, String), CopyError>)> {
-    let mut made = HashSet::new();
     arrived
         .into_iter()
         .map(|a| {
-            let result = write_one(&a, &mut made).map(|()| (a.content.len() as u64, a.blake3));
+            let result = write_one(&a).map(|()| (a.content.len() as u64, a.blake3));
             (a.planned, result)
         })
         .collect()
 }
 
-fn write_one(a: &Arrived, made: &mut HashSet<PathBuf>) -> Result<(), CopyError> {
+fn write_one(a: &Arrived) -> Result<(), CopyError> {
+    // Its folder was made when it was planned (see `Landing`).
     let p = &a.planned;
-    if !made.contains(&p.parent) {
-        std::fs::create_dir_all(&p.parent).map_err(|e| local(e, "create folder", &p.parent))?;
-        made.insert(p.parent.clone());
-    }
     let mut f = std::fs::File::create(&p.partial).map_err(|e| local(e, "create", &p.partial))?;
     f.write_all(&a.content)
         .map_err(|e| local(e, "write", &p.partial))?;
@@ -440,6 +454,7 @@ mod tests {
     fn planned(seq: i64) -> Planned {
         Planned {
             file: pending(seq, 3),
+            _landing: None,
             dest: PathBuf::from("/d/f"),
             parent: PathBuf::from("/d"),
             partial: PathBuf::from("/d/.f.mover-part"),
@@ -502,7 +517,7 @@ mod tests {
     #[test]
     fn temporary_names_keep_the_exact_bytes_of_the_name() {
         use std::os::unix::ffi::OsStrExt;
-        let dir = Path::new("/d");
+        let dir = std::path::Path::new("/d");
         let a = copy::partial_path(&dir.join(std::ffi::OsStr::from_bytes(b"caf\xe9")));
         let b = copy::partial_path(&dir.join(std::ffi::OsStr::from_bytes(b"caf\xe8")));
         assert_ne!(a, b);
