@@ -182,6 +182,7 @@ pub async fn walk<S: Sink>(
             rel: String::new(),
             depth: 0,
             pages: 0,
+            entries: 0,
         });
         loop {
             while pages.len() < PAGES_IN_FLIGHT {
@@ -216,9 +217,11 @@ pub async fn walk<S: Sink>(
                 }
                 Err(e) => return Err(e.into()),
             };
+            folder.entries += page.entries.len() as u64;
             let Folder { dir, dest, rel, .. } = &folder;
-            if cursor.is_none() && page.entries.is_empty() {
-                // An empty folder is recorded as itself (a trailing `/`) so it is recreated.
+            if page.next_cursor.is_none() && folder.entries == 0 {
+                // An empty folder is recorded as itself (a trailing `/`) so it is recreated;
+                // only once its listing has ended, so a later page's failure is not hidden.
                 let entry = Entry {
                     name: String::new(),
                     name_b64: None,
@@ -272,6 +275,7 @@ pub async fn walk<S: Sink>(
                             rel,
                             depth: folder.depth + 1,
                             pages: 0,
+                            entries: 0,
                         };
                         if let Err(sub) = folders.push(sub) {
                             let reason = format!(
@@ -317,13 +321,14 @@ const PAGES_IN_FLIGHT: usize = 8;
 const MAX_PENDING_BYTES: usize = 256 << 20;
 
 /// A folder to list: on the agent, at the destination, and relative to the target (for the
-/// filters), with its depth below the target and the pages listed so far.
+/// filters), with its depth below the target and the pages and entries listed so far.
 struct Folder {
     dir: RawPath,
     dest: RawPath,
     rel: String,
     depth: usize,
     pages: u64,
+    entries: u64,
 }
 
 impl Folder {

@@ -26,8 +26,6 @@ pub struct Asked {
     pub query: HashMap<String, String>,
     /// `Range: bytes=A-B` as `(A, Some(B))`, or `(A, None)` for `A-`.
     pub range: Option<(u64, Option<u64>)>,
-    /// The request body (read-many).
-    pub body: Bytes,
 }
 
 impl Asked {
@@ -245,7 +243,6 @@ async fn answer(
         route: parts.uri.path().to_owned(),
         query,
         range,
-        body,
     };
     let mut reply = handler(&asked).unwrap_or_else(|| default_reply(&asked));
     while let Reply::Later(pause, then) = reply {
@@ -302,7 +299,7 @@ fn respond(reply: Reply) -> Response<Body> {
             let data = futures_util::stream::iter(0..count)
                 .map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone())));
             let end = futures_util::stream::iter([Ok(Frame::trailers(map))]);
-            let mut res = Response::new(StreamBody::new(data.chain(end)).boxed());
+            let mut res = Response::new(BodyExt::boxed(StreamBody::new(data.chain(end))));
             *res.status_mut() = StatusCode::from_u16(status).unwrap();
             for (k, v) in headers {
                 res.headers_mut().insert(
@@ -329,14 +326,14 @@ fn respond(reply: Reply) -> Response<Body> {
             let data = futures_util::stream::iter(0..count)
                 .map(move |_| Ok::<_, Infallible>(Frame::data(line.clone())))
                 .chain(futures_util::stream::pending());
-            Response::new(StreamBody::new(data).boxed())
+            Response::new(BodyExt::boxed(StreamBody::new(data)))
         }
         Reply::Later(..) => unreachable!("unwrapped in answer"),
         Reply::Lines(lines) => {
             let data = futures_util::stream::iter(lines)
                 .map(|l| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{l}\n")))))
                 .chain(futures_util::stream::pending());
-            Response::new(StreamBody::new(data).boxed())
+            Response::new(BodyExt::boxed(StreamBody::new(data)))
         }
     }
 }
