@@ -61,6 +61,7 @@ impl Scene {
         let (status, _) = self.bifrost.api("GET", "/api/v1/connectors", None);
         assert_eq!(status, 200);
         let rss = self.bifrost.rss_mib();
+        eprintln!("Bifrost's RSS after the lie: {rss} MiB");
         assert!(rss < RSS_BOUND_MIB, "Bifrost holds {rss} MiB");
         // Nothing but `inner` under the destination.
         if let Ok(entries) = std::fs::read_dir(self.dest()) {
