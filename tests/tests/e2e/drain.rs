@@ -73,11 +73,9 @@ impl Rig {
     fn recorded(&self, job: &str) -> (String, Option<String>, Vec<(String, Option<String>)>) {
         let db = rusqlite::Connection::open(self.bifrost.data.join("bifrost.db")).unwrap();
         let (state, reason) = db
-            .query_row(
-                "SELECT state, reason FROM jobs WHERE id = ?1",
-                [job],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT state, reason FROM jobs WHERE id = ?1", [job], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
         let mut stmt = db
             .prepare("SELECT status, blake3 FROM job_files WHERE job = ?1 ORDER BY seq")
@@ -103,7 +101,10 @@ impl Rig {
 /// The number after ` NAME=` in a log line.
 fn field(line: &str, name: &str) -> Option<u64> {
     let at = line.find(&format!(" {name}="))? + name.len() + 2;
-    let digits: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -119,7 +120,10 @@ fn sparse_gib(path: &Path) {
     const GIB: u64 = 1 << 30;
     let mut f = std::fs::File::create(path).unwrap();
     f.set_len(GIB).unwrap();
-    for (i, at) in [0, GIB / 2 + 12_345, GIB - (1 << 20)].into_iter().enumerate() {
+    for (i, at) in [0, GIB / 2 + 12_345, GIB - (1 << 20)]
+        .into_iter()
+        .enumerate()
+    {
         f.seek(SeekFrom::Start(at)).unwrap();
         f.write_all(&noise(1 << 20, i as u64 + 3)).unwrap();
     }
@@ -140,7 +144,11 @@ fn sigterm_lets_the_file_in_flight_finish_within_the_grace_period() {
     });
     let signalled = Instant::now();
     rig.bifrost.terminate();
-    assert_eq!(rig.draining_jobs(), 1, "the copy was not in flight at SIGTERM");
+    assert_eq!(
+        rig.draining_jobs(),
+        1,
+        "the copy was not in flight at SIGTERM"
+    );
     let status = rig
         .bifrost
         .wait_exit_within(Duration::from_secs(GRACE + 15));
@@ -189,7 +197,10 @@ fn sigterm_past_the_grace_period_leaves_the_copy_to_resume_at_the_byte() {
         at_exit > at_signal,
         "the copy did not go on during the grace period"
     );
-    assert!(at_exit < SIZE as u64, "the copy finished: nothing to resume");
+    assert!(
+        at_exit < SIZE as u64,
+        "the copy finished: nothing to resume"
+    );
     let (state, reason, files) = rig.recorded(&job);
     assert_eq!(state, "queued");
     assert!(reason.unwrap().contains("next start"));
@@ -200,7 +211,12 @@ fn sigterm_past_the_grace_period_leaves_the_copy_to_resume_at_the_byte() {
     let drain = rig.drain.clone();
     rig.bifrost = wait_for(Duration::from_secs(10), "Bifrost to start again", || {
         std::panic::catch_unwind(|| {
-            Bifrost::spawn_with(&data_dir, &addr, Some(&rig.ca), &["--drain-timeout", &drain])
+            Bifrost::spawn_with(
+                &data_dir,
+                &addr,
+                Some(&rig.ca),
+                &["--drain-timeout", &drain],
+            )
         })
         .ok()
     });

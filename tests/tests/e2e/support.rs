@@ -157,6 +157,14 @@ impl Bifrost {
         Self::spawn_cmd(Command::new(bin("bifrost")), data, listen, ca, &[])
     }
 
+    /// Starts Bifrost through `wrapper` (a command such as `strace ...` that the Bifrost
+    /// command line is appended to).
+    pub fn spawn_wrapped(wrapper: Command, data: &Path, listen: &str, ca: Option<&TestCa>) -> Self {
+        let mut cmd = wrapper;
+        cmd.arg(bin("bifrost"));
+        Self::spawn_cmd(cmd, data, listen, ca, &[])
+    }
+
     /// Like `spawn`, with more `serve` options.
     pub fn spawn_with(data: &Path, listen: &str, ca: Option<&TestCa>, extra: &[&str]) -> Self {
         Self::spawn_cmd(Command::new(bin("bifrost")), data, listen, ca, extra)
@@ -256,7 +264,9 @@ impl Bifrost {
 
     /// Waits for the process to exit, for up to `timeout`.
     pub fn wait_exit_within(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        wait_for(timeout, "Bifrost to exit", || self.child.try_wait().unwrap())
+        wait_for(timeout, "Bifrost to exit", || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     /// Starts a new Bifrost on the same data and port.

@@ -71,7 +71,11 @@ pub async fn drain(app: &App, grace: Duration, cut: impl Future<Output = ()>) ->
         .map(|(id, r)| (id.clone(), r.done.clone()))
         .collect();
     let jobs = running.len();
-    tracing::info!(jobs, grace_secs = grace.as_secs(), "draining: no new files start; waiting for the files in flight");
+    tracing::info!(
+        jobs,
+        grace_secs = grace.as_secs(),
+        "draining: no new files start; waiting for the files in flight"
+    );
     let all_done = async {
         for (_, mut done) in running {
             // A job task that ends any way drops its sender: the wait ends then too.

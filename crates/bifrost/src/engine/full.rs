@@ -60,7 +60,13 @@ mod tests {
 
     #[test]
     fn other_write_errors_are_not() {
-        for code in [libc::EACCES, libc::EIO, libc::EROFS, libc::EMFILE, libc::EFBIG] {
+        for code in [
+            libc::EACCES,
+            libc::EIO,
+            libc::EROFS,
+            libc::EMFILE,
+            libc::EFBIG,
+        ] {
             assert!(!is_disk_full(&io::Error::from_raw_os_error(code)));
         }
         assert!(!is_disk_full(&io::Error::other("no space, said someone")));

@@ -795,9 +795,8 @@ mod tests {
             reason: Some(reason),
             blake3: None,
         };
-        let full = crate::engine::full::reason(&std::io::Error::from(
-            std::io::ErrorKind::StorageFull,
-        ));
+        let full =
+            crate::engine::full::reason(&std::io::Error::from(std::io::ErrorKind::StorageFull));
         let updates = vec![
             failed(1, 10, full),
             failed(2, 20, OLD_DISK_FULL.into()),
@@ -816,7 +815,10 @@ mod tests {
 
         assert_eq!(store.requeue_running("stopping".into()).await.unwrap(), 2);
         let j = store.job("j".into()).await.unwrap().unwrap();
-        assert_eq!((j.state, j.reason.as_deref()), (JobState::Queued, Some("stopping")));
+        assert_eq!(
+            (j.state, j.reason.as_deref()),
+            (JobState::Queued, Some("stopping"))
+        );
         assert_eq!(store.unfinished_jobs().await.unwrap().len(), 2);
     }
 }
