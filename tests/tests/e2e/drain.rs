@@ -9,6 +9,9 @@ use serde_json::json;
 
 use crate::support::{noise, wait_for, Agent, Bifrost, TestCa};
 
+/// A job's state and reason, and its files' statuses and BLAKE3s, as the database holds them.
+type Recorded = (String, Option<String>, Vec<(String, Option<String>)>);
+
 /// Bifrost with `--drain-timeout`, and an authorized agent sharing `share/`.
 struct Rig {
     dir: tempfile::TempDir,
@@ -70,7 +73,7 @@ impl Rig {
 
     /// A job's state and reason, and its files' statuses, read from the database of a stopped
     /// Bifrost.
-    fn recorded(&self, job: &str) -> (String, Option<String>, Vec<(String, Option<String>)>) {
+    fn recorded(&self, job: &str) -> Recorded {
         let db = rusqlite::Connection::open(self.bifrost.data.join("bifrost.db")).unwrap();
         let (state, reason) = db
             .query_row("SELECT state, reason FROM jobs WHERE id = ?1", [job], |r| {
@@ -144,11 +147,6 @@ fn sigterm_lets_the_file_in_flight_finish_within_the_grace_period() {
     });
     let signalled = Instant::now();
     rig.bifrost.terminate();
-    assert_eq!(
-        rig.draining_jobs(),
-        1,
-        "the copy was not in flight at SIGTERM"
-    );
     let status = rig
         .bifrost
         .wait_exit_within(Duration::from_secs(GRACE + 15));
@@ -163,6 +161,9 @@ fn sigterm_lets_the_file_in_flight_finish_within_the_grace_period() {
     let (state, _, files) = rig.recorded(&job);
     assert_eq!(state, "completed");
     assert_eq!(files, [("copied".to_owned(), Some(want))]);
+    // The copy was still in flight when the drain began (not finished before the signal).
+    let jobs = rig.draining_jobs();
+    assert_eq!(jobs, 1, "the copy was not in flight at SIGTERM");
 }
 
 #[test]
