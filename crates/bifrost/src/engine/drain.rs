@@ -20,6 +20,10 @@ use crate::App;
 /// The reason unfinished jobs carry until the next start picks them up.
 pub const REASON: &str = "Bifrost stopped before this job finished; it resumes at the next start";
 
+/// How long the copies cut off at the deadline get to stop (their writers let go of the
+/// temporary files). Part of the margin `TimeoutStopSec` leaves beyond the drain timeout.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// Whether Bifrost is draining: set once, never cleared (a drained Bifrost exits).
 pub struct Gate(watch::Sender<bool>);
 
@@ -89,12 +93,22 @@ pub async fn drain(app: &App, grace: Duration, cut: impl Future<Output = ()>) ->
     };
     let mut cut = 0;
     if !finished {
-        let left: Vec<String> = app.engine.lock().keys().cloned().collect();
+        // All stopped at once, then waited for together: one job at a time (`engine::stop`)
+        // could outlast the unit's stop timeout with many jobs.
+        let left: Vec<super::Running> = app.engine.lock().drain().map(|(_, r)| r).collect();
         cut = left.len();
         tracing::warn!(jobs = cut, "drain deadline reached: stopping the copies still running; they resume at the next start");
-        for id in left {
-            super::stop(app, &id).await;
+        for r in &left {
+            r.task.abort();
         }
+        let stopped = async {
+            for r in left {
+                let mut done = r.done;
+                // An aborted task never sends `done`; its sender dropping ends the wait too.
+                let _ = done.wait_for(|d| *d).await;
+            }
+        };
+        let _ = tokio::time::timeout(STOP_WAIT, stopped).await;
     }
     let requeued = match app.store.requeue_running(REASON.to_owned()).await {
         Ok(n) => n,
