@@ -91,6 +91,19 @@ impl Rig {
         (state, reason, files)
     }
 
+    /// The bytes Bifrost's `/metrics` says it received for `job` since it started here (0
+    /// when the job is not running).
+    fn received(&self, job: &str) -> u64 {
+        let (status, body) = self.bifrost.api("GET", "/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        let name = format!("bifrost_job_received_bytes_total{{job=\"{job}\"}} ");
+        body.as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(&name)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Waits for the "draining" event and returns how many jobs were running at it.
     fn draining_jobs(&self) -> u64 {
         let line = self
@@ -221,8 +234,21 @@ fn sigterm_past_the_grace_period_leaves_the_copy_to_resume_at_the_byte() {
         })
         .ok()
     });
-    let done = rig.bifrost.wait_job(&job, Duration::from_secs(90));
+    // Bifrost's own count of the bytes it received for the job since this start, sampled
+    // until the job ends (the gauge goes with the running job).
+    let mut received = 0u64;
+    let done = wait_for(Duration::from_secs(90), "the resumed job to finish", || {
+        received = received.max(rig.received(&job));
+        let j = rig.bifrost.job(&job);
+        (!["queued", "running"].contains(&j["state"].as_str().unwrap())).then_some(j)
+    });
     assert_eq!(done["state"], "completed", "{done}");
+    let left = SIZE as u64 - at_exit;
+    eprintln!("Bifrost received at least {received} bytes after the restart for the {left} left");
+    assert!(
+        received <= left,
+        "{received} bytes received for {left} left"
+    );
     assert_eq!(
         std::fs::read(dest.join("slow/long.bin")).unwrap(),
         data,
