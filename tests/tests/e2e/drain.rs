@@ -1,5 +1,6 @@
 //! Graceful drain: SIGTERM lets the file in flight finish within `--drain-timeout`; a copy
-//! still running at the deadline is left queued and the next start resumes it at the byte.
+//! still running at the deadline is left queued and the next start resumes it at the byte (in
+//! one stream) or from its journaled parts (in parts).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -276,4 +277,57 @@ fn sigterm_past_the_grace_period_leaves_the_copy_to_resume_at_the_byte() {
     );
     assert_eq!(resumed_at, at_exit, "not resumed at the byte: {starts:?}");
     assert!(starts.len() >= 2, "{starts:?}");
+}
+
+#[test]
+fn a_big_file_cut_off_in_parts_keeps_its_journaled_parts() {
+    const PART: u64 = 4 << 20;
+    let mut rig = Rig::new(1);
+    std::fs::create_dir_all(rig.share.join("parts")).unwrap();
+    let source = rig.share.join("parts/big.bin");
+    sparse_gib(&source);
+    let dest = rig.dir.path().join("dest");
+    let job = rig.job(&rig.share.join("parts"), &dest, None);
+    let journal = dest.join("parts/.big.bin.mover-part.parts");
+    let journaled = || {
+        std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    // Signalled once some parts are journaled: a 1 s grace cannot finish the other ~900 MiB.
+    wait_for(Duration::from_secs(60), "a part to be journaled", || {
+        (journaled() > 0).then_some(())
+    });
+    rig.bifrost.terminate();
+    let status = rig.bifrost.wait_exit_within(Duration::from_secs(20));
+    assert!(status.success(), "Bifrost exited with {status}");
+    let kept = journaled() as u64;
+    assert!(
+        !dest.join("parts/big.bin").exists(),
+        "the copy finished: nothing to resume"
+    );
+    let reads = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("big.bin") && l.contains(" read"))
+            .count() as u64
+    };
+    let before = reads(&rig.agent.logs());
+
+    let (data_dir, addr) = (rig.bifrost.data.clone(), rig.bifrost.addr.clone());
+    rig.bifrost = wait_for(Duration::from_secs(10), "Bifrost to start again", || {
+        std::panic::catch_unwind(|| Bifrost::spawn(&data_dir, &addr, Some(&rig.ca))).ok()
+    });
+    let done = rig.bifrost.wait_job(&job, Duration::from_secs(120));
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(blake3_of(&dest.join("parts/big.bin")), blake3_of(&source));
+    let after = reads(&rig.agent.logs()) - before;
+    let parts = (1u64 << 30) / PART;
+    eprintln!(
+        "{kept} of {parts} parts journaled at the drain deadline ({before} had been asked for); {after} parts ({} MiB) read after the restart",
+        (after * PART) >> 20
+    );
+    assert!(
+        after <= parts - kept,
+        "{after} parts read again, {kept} of {parts} were journaled"
+    );
 }
