@@ -1,6 +1,8 @@
 //! The transfer engine: runs each job as a task that lists its sources and copies the files.
 
 mod copy;
+pub mod drain;
+pub(crate) mod full;
 mod landing;
 mod limit;
 mod many;
@@ -41,6 +43,8 @@ pub struct Engine {
     resync: Mutex<std::collections::HashSet<String>>,
     /// Kept-in-sync jobs with a re-run about to start.
     scheduled: Mutex<std::collections::HashSet<String>>,
+    /// Set when Bifrost drains before it stops: no job or file starts after it.
+    pub drain: drain::Gate,
 }
 
 impl Engine {
@@ -65,8 +69,13 @@ impl Engine {
     }
 }
 
-/// Starts job `id` unless it already runs.
+/// Starts job `id` unless it already runs. While Bifrost drains, the job stays as recorded
+/// (queued) and the next start runs it.
 pub fn start(app: &Arc<App>, id: String) {
+    if app.engine.drain.is_draining() {
+        tracing::info!(job = %id, "Bifrost is stopping: the job starts at the next start");
+        return;
+    }
     let mut running = app.engine.lock();
     if running.contains_key(&id) {
         return;
@@ -171,6 +180,12 @@ async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<(), StoreEr
     app.store
         .set_job_state(id.to_owned(), JobState::Running, None)
         .await?;
+    // Paused on a full destination and resumed: the files that hit it are tried again, each
+    // from its temporary file.
+    let retried = app.store.retry_disk_full(id.to_owned()).await?;
+    if retried > 0 {
+        tracing::info!(job = %id, files = retried, "files that met a full destination are tried again");
+    }
     let limiter = job
         .plan
         .bandwidth_limit
@@ -181,11 +196,23 @@ async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<(), StoreEr
         // starts with the first few thousand files, not after the whole listing (a fifth of a
         // 20,000-file job's time on loopback; longer where each folder is a WAN round trip).
         let (found, following) = tokio::sync::watch::channel(Scanning::Going);
+        // A drain stops the scan where it is: the next start scans again (a scan is safe to
+        // repeat), and the pass beside it stops once its files in flight are done.
+        let scanning = async {
+            tokio::select! {
+                scanned = scan_all(app, &job, found) => scanned.map(Some),
+                _ = app.engine.drain.begun() => Ok(None),
+            }
+        };
         let (scanned, first) = tokio::join!(
-            scan_all(app, &job, found),
+            scanning,
             copy_pass(app, &job, meter, limiter.as_ref(), Some(following))
         );
-        if let Some(message) = scanned? {
+        let Some(scanned) = scanned? else {
+            first?;
+            return Ok(());
+        };
+        if let Some(message) = scanned {
             first?;
             app.store
                 .set_job_state(id.to_owned(), JobState::Failed, Some(message))
@@ -207,15 +234,23 @@ async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<(), StoreEr
                     .set_job_state(
                         id.to_owned(),
                         JobState::Paused,
-                        Some("the destination disk is full".into()),
+                        Some(full::JOB_REASON.into()),
                     )
                     .await?;
                 return Ok(());
             }
+            // Left running: the drain marks it queued for the next start.
+            Pass::Drained => return Ok(()),
             Pass::Retry => {
                 // A moment first: the agent may still be online but stopping or busy.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                app.registry.wait_online(&job.connector).await;
+                let wait = async {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    app.registry.wait_online(&job.connector).await;
+                };
+                tokio::select! {
+                    _ = wait => {}
+                    _ = app.engine.drain.begun() => return Ok(()),
+                }
             }
         }
     }
@@ -327,6 +362,8 @@ enum Pass {
     Finished,
     Retry,
     DiskFull,
+    /// Bifrost is draining: the files in flight are done, the others wait for the next start.
+    Drained,
 }
 
 /// Copies every pending file once, `concurrency` files or batches of small files at a time.
@@ -367,13 +404,15 @@ async fn copy_pass(
                     tokio::select! {
                         changed = f.changed() => break changed.is_ok(),
                         Some(r) = tasks.join_next() => settle(app, job, r, &mut flags).await?,
+                        _ = app.engine.drain.begun() => break true,
                     }
                 };
                 if !open {
                     // The scan always says how it ended before it goes; a plain pass if not.
                     following = None;
                 }
-                if flags.retry || flags.disk_full {
+                if flags.retry || flags.disk_full || app.engine.drain.is_draining() {
+                    flags.drained = app.engine.drain.is_draining();
                     break;
                 }
                 continue;
@@ -399,6 +438,11 @@ async fn copy_pass(
                 }
             }
             if flags.disk_full {
+                break 'pages;
+            }
+            // Checked here, after the wait for a free slot: no file starts once a drain began.
+            if app.engine.drain.is_draining() {
+                flags.drained = true;
                 break 'pages;
             }
             let Some(client) = app.registry.by_connector(&job.connector).map(|l| l.client) else {
@@ -431,6 +475,8 @@ async fn copy_pass(
     }
     Ok(if flags.disk_full {
         Pass::DiskFull
+    } else if flags.drained {
+        Pass::Drained
     } else if flags.retry {
         Pass::Retry
     } else {
@@ -477,6 +523,8 @@ struct Flags {
     retry: bool,
     /// The destination is full: the job pauses.
     disk_full: bool,
+    /// Bifrost is draining and files were left unstarted.
+    drained: bool,
 }
 
 /// Records a task's results, in one transaction.

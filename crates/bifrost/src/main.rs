@@ -100,6 +100,10 @@ struct ServeArgs {
     /// Extra host names for the self-signed certificate (repeatable)
     #[arg(long = "public-name", value_name = "NAME")]
     public_names: Vec<String>,
+    /// On SIGTERM or Ctrl-C, seconds the files being copied get to finish before Bifrost
+    /// stops (the rest resume at the next start; a second signal stops at once)
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    drain_timeout: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -167,7 +171,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("Admin token: {token}");
     }
     tracing::info!(%addr, data = %data.display(), "Bifrost started");
-    bifrost::serve(app, listener, tls, shutdown()).await;
+    // The listener keeps serving while the engine drains: agents the copies in flight need may
+    // reconnect, and the API answers (new jobs are queued for the next start).
+    let grace = std::time::Duration::from_secs(args.drain_timeout);
+    let drained = {
+        let app = app.clone();
+        async move {
+            shutdown().await;
+            bifrost::engine::drain::drain(&app, grace, shutdown()).await;
+        }
+    };
+    bifrost::serve(app, listener, tls, drained).await;
     tracing::info!("Bifrost stopped");
     Ok(())
 }

@@ -71,7 +71,7 @@ pub fn reason_class(reason: &str) -> &'static str {
         "sharing violation",
     ]) {
         "locked"
-    } else if has(&["disk is full", "no space"]) {
+    } else if has(&["disk full", "disk is full", "no space", "quota"]) {
         "disk_full"
     } else if has(&["fifo", "socket", "device file"]) {
         "special_file"

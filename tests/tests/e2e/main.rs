@@ -7,6 +7,8 @@ mod bad_input;
 mod cli;
 mod console_api;
 mod copy;
+mod diskfull;
+mod drain;
 mod durability;
 mod edge;
 mod fake_agent;

@@ -154,7 +154,20 @@ impl Bifrost {
 
     /// Starts Bifrost with `data` and `listen`, with `ca`'s certificate or a self-signed one.
     pub fn spawn(data: &Path, listen: &str, ca: Option<&TestCa>) -> Self {
-        Self::spawn_cmd(Command::new(bin("bifrost")), data, listen, ca)
+        Self::spawn_cmd(Command::new(bin("bifrost")), data, listen, ca, &[])
+    }
+
+    /// Starts Bifrost through `wrapper` (a command such as `strace ...` that the Bifrost
+    /// command line is appended to).
+    pub fn spawn_wrapped(wrapper: Command, data: &Path, listen: &str, ca: Option<&TestCa>) -> Self {
+        let mut cmd = wrapper;
+        cmd.arg(bin("bifrost"));
+        Self::spawn_cmd(cmd, data, listen, ca, &[])
+    }
+
+    /// Like `spawn`, with more `serve` options.
+    pub fn spawn_with(data: &Path, listen: &str, ca: Option<&TestCa>, extra: &[&str]) -> Self {
+        Self::spawn_cmd(Command::new(bin("bifrost")), data, listen, ca, extra)
     }
 
     /// Starts Bifrost under `strace`, logging the file-system calls in `syscalls` to `log`.
@@ -163,11 +176,19 @@ impl Bifrost {
         cmd.args(["-f", "-y", "-qq", "-e", &format!("trace={syscalls}"), "-o"])
             .arg(log)
             .arg(bin("bifrost"));
-        Self::spawn_cmd(cmd, &dir.join("bifrost-data"), "127.0.0.1:0", Some(ca))
+        Self::spawn_cmd(cmd, &dir.join("bifrost-data"), "127.0.0.1:0", Some(ca), &[])
     }
 
-    fn spawn_cmd(mut cmd: Command, data: &Path, listen: &str, ca: Option<&TestCa>) -> Self {
-        cmd.args(["serve", "--listen", listen, "--data"]).arg(data);
+    fn spawn_cmd(
+        mut cmd: Command,
+        data: &Path,
+        listen: &str,
+        ca: Option<&TestCa>,
+        extra: &[&str],
+    ) -> Self {
+        cmd.args(["serve", "--listen", listen, "--data"])
+            .arg(data)
+            .args(extra);
         if let Some(ca) = ca {
             cmd.arg("--tls-cert")
                 .arg(&ca.cert_file)
@@ -246,6 +267,22 @@ impl Bifrost {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM (what systemd sends to stop it).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit, for up to `timeout`.
+    pub fn wait_exit_within(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for(timeout, "Bifrost to exit", || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     /// Starts a new Bifrost on the same data and port.

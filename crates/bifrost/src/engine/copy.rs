@@ -210,9 +210,11 @@ fn read_error(trailers: &http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// What a failed file operation at the destination means for the file: a full disk or quota
+/// pauses the job (see `full`), anything else fails the file.
 pub(super) fn local(e: std::io::Error, what: &str, path: &Path) -> CopyError {
-    if e.kind() == std::io::ErrorKind::StorageFull {
-        CopyError::DiskFull("the destination disk is full".into())
+    if super::full::is_disk_full(&e) {
+        CopyError::DiskFull(super::full::reason(&e))
     } else {
         let shown = super::landing::shown(path);
         CopyError::Failed(format!("cannot {what} {}: {e}", shown.display()))

@@ -4,6 +4,7 @@ use mover_proto::api::{Destination, FileReport, FileStatus, Filters, JobState, M
 use rusqlite::{params, OptionalExtension};
 
 use super::{now, Store, StoreError};
+use crate::engine::full::{OLD_REASON as OLD_DISK_FULL, PREFIX as DISK_FULL};
 use crate::raw_path::RawPath;
 
 /// A job row.
@@ -272,6 +273,49 @@ impl Store {
                 params![id, state.as_str(), reason, now()],
             )
             .map(drop)
+        })
+        .await
+    }
+
+    /// Puts the job's files that failed on a full destination back to pending, so that a job
+    /// resumed once space is freed copies them (each resumes from its temporary file). How
+    /// many there were.
+    pub async fn retry_disk_full(&self, job: String) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            // `reason` starts with the classifier's prefix; the old fixed text is matched too.
+            let (files, bytes): (i64, i64) = tx.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM job_files
+                 WHERE job = ?1 AND status = 'failed' AND (substr(reason, 1, ?2) = ?3 OR reason = ?4)",
+                params![job, DISK_FULL.len(), DISK_FULL, OLD_DISK_FULL],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if files > 0 {
+                tx.execute(
+                    "UPDATE job_files SET status = 'pending', reason = NULL
+                     WHERE job = ?1 AND status = 'failed' AND (substr(reason, 1, ?2) = ?3 OR reason = ?4)",
+                    params![job, DISK_FULL.len(), DISK_FULL, OLD_DISK_FULL],
+                )?;
+                let mut counts = CountChanges::default();
+                counts.add(FileStatus::Failed, -files, -bytes);
+                counts.add(FileStatus::Pending, files, bytes);
+                counts.apply(&tx, &job)?;
+            }
+            tx.commit()?;
+            Ok(files as u64)
+        })
+        .await
+    }
+
+    /// Marks every job still `running` as `queued` with `reason`: Bifrost is stopping, and
+    /// its next start resumes them (`unfinished_jobs`). How many there were.
+    pub async fn requeue_running(&self, reason: String) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE jobs SET state = 'queued', reason = ?1, updated = ?2 WHERE state = 'running'",
+                params![reason, now()],
+            )
+            .map(|n| n as u64)
         })
         .await
     }
@@ -725,5 +769,56 @@ mod tests {
             .unwrap();
         assert_eq!(kept(&store, "j").await, recount(&store, "j").await);
         assert_eq!(store.counts("j".into()).await.unwrap().files_total, 5);
+    }
+
+    #[tokio::test]
+    async fn files_failed_on_a_full_disk_are_pending_again_and_counted_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("bifrost.db")).unwrap();
+        store
+            .call(|c| {
+                c.execute_batch(
+                    r#"INSERT INTO jobs (id, connector, sources, destination, state, concurrency, created, updated)
+                     VALUES ('j', 'c', '[]', '{"kind":"folder","path":"/d"}', 'running', 1, '', ''),
+                            ('k', 'c', '[]', '{"kind":"folder","path":"/d"}', 'running', 1, '', '')"#,
+                )
+            })
+            .await
+            .unwrap();
+        let names = [("a", 10), ("b", 20), ("c", 30), ("d", 40)];
+        let files = names.map(|(n, size)| file(n, size, FileStatus::Pending));
+        store.add_files("j".into(), files.to_vec()).await.unwrap();
+        let failed = |seq, size, reason: String| FileUpdate::Finish {
+            seq,
+            status: FileStatus::Failed,
+            size,
+            reason: Some(reason),
+            blake3: None,
+        };
+        let full =
+            crate::engine::full::reason(&std::io::Error::from(std::io::ErrorKind::StorageFull));
+        let updates = vec![
+            failed(1, 10, full),
+            failed(2, 20, OLD_DISK_FULL.into()),
+            failed(3, 30, "permission denied: no disk full: here".into()),
+        ];
+        store.update_files("j".into(), updates).await.unwrap();
+        assert_eq!(store.retry_disk_full("k".into()).await.unwrap(), 0);
+        assert_eq!(store.retry_disk_full("j".into()).await.unwrap(), 2);
+        assert_eq!(kept(&store, "j").await, recount(&store, "j").await);
+        let pending = store.pending_files("j".into(), 0, 10).await.unwrap();
+        let seqs: Vec<i64> = pending.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [1, 2, 4]);
+        assert_eq!(store.counts("j".into()).await.unwrap().files_failed, 1);
+        // Nothing left to put back: a second resume changes nothing.
+        assert_eq!(store.retry_disk_full("j".into()).await.unwrap(), 0);
+
+        assert_eq!(store.requeue_running("stopping".into()).await.unwrap(), 2);
+        let j = store.job("j".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (j.state, j.reason.as_deref()),
+            (JobState::Queued, Some("stopping"))
+        );
+        assert_eq!(store.unfinished_jobs().await.unwrap().len(), 2);
     }
 }
