@@ -58,8 +58,9 @@ pub enum Reply {
     },
     /// Newline-delimited lines, then the stream stays open.
     Lines(Vec<String>),
-    /// `count` copies of one line, then the stream stays open (a flood).
-    Flood(String, u64),
+    /// `count` copies of one line, then the stream stays open (a flood); the counter says
+    /// how many have gone out (HTTP/2 flow control holds them until Bifrost reads).
+    Flood(String, u64, Arc<std::sync::atomic::AtomicU64>),
     /// Another reply, after a pause.
     Later(std::time::Duration, Box<Reply>),
 }
@@ -321,10 +322,13 @@ fn respond(reply: Reply) -> Response<Body> {
             count: 1,
             trailers,
         }),
-        Reply::Flood(line, count) => {
+        Reply::Flood(line, count, sent) => {
             let line = Bytes::from(format!("{line}\n"));
             let data = futures_util::stream::iter(0..count)
-                .map(move |_| Ok::<_, Infallible>(Frame::data(line.clone())))
+                .map(move |_| {
+                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok::<_, Infallible>(Frame::data(line.clone()))
+                })
                 .chain(futures_util::stream::pending());
             Response::new(BodyExt::boxed(StreamBody::new(data)))
         }
