@@ -222,6 +222,11 @@ impl Bifrost {
         self.http.clone()
     }
 
+    /// Bifrost's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills Bifrost with SIGKILL.
     pub fn kill(&mut self) {
         kill_group(&mut self.child);
