@@ -52,7 +52,12 @@ pub(crate) fn addr_key(ip: IpAddr) -> IpAddr {
 }
 
 /// The decision, apart from the bookkeeping.
-fn decide(total: usize, from_addr: usize, total_max: usize, per_addr: usize) -> Result<(), Refused> {
+fn decide(
+    total: usize,
+    from_addr: usize,
+    total_max: usize,
+    per_addr: usize,
+) -> Result<(), Refused> {
     if total >= total_max {
         return Err(Refused::Full);
     }

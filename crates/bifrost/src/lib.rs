@@ -173,18 +173,19 @@ pub async fn serve_with(
             };
             let io = idle::Idle::new(tls, Duration::from_secs(IDLE_TIMEOUT_SECS));
             let pass = gate::Shared::new(pass);
-            let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let (router, pass) = (router.clone(), pass.clone());
-                async move {
-                    let mut req = match bounded_body(req).await {
-                        Ok(req) => req,
-                        Err(res) => return Ok(res),
-                    };
-                    req.extensions_mut().insert(tunnel::Peer(peer));
-                    req.extensions_mut().insert(pass);
-                    router.oneshot(req).await
-                }
-            });
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (router, pass) = (router.clone(), pass.clone());
+                    async move {
+                        let mut req = match bounded_body(req).await {
+                            Ok(req) => req,
+                            Err(res) => return Ok(res),
+                        };
+                        req.extensions_mut().insert(tunnel::Peer(peer));
+                        req.extensions_mut().insert(pass);
+                        router.oneshot(req).await
+                    }
+                });
             if let Err(e) = connection_builder()
                 .serve_connection_with_upgrades(TokioIo::new(io), svc)
                 .await
@@ -233,10 +234,9 @@ async fn bounded_body(
             format!("a request body may have at most {MAX_BODY_BYTES} bytes"),
         )
         .into_response()),
-        Ok(Err(e)) => Err(api::ApiError::bad_request(format!(
-            "the request body broke off: {e}"
-        ))
-        .into_response()),
+        Ok(Err(e)) => Err(
+            api::ApiError::bad_request(format!("the request body broke off: {e}")).into_response(),
+        ),
         Err(_) => {
             let mut res = api::ApiError::new(
                 http::StatusCode::REQUEST_TIMEOUT,

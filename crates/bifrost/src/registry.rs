@@ -312,7 +312,10 @@ mod tests {
             all.push(r.reserve_waiting(ip, "k").unwrap().unwrap());
         }
         let other: IpAddr = "10.2.0.1".parse().unwrap();
-        assert_eq!(r.reserve_waiting(other, "k").err(), Some(WaitingFull::Total));
+        assert_eq!(
+            r.reserve_waiting(other, "k").err(),
+            Some(WaitingFull::Total)
+        );
         all.pop();
         assert!(r.reserve_waiting(other, "k").unwrap().is_some());
     }

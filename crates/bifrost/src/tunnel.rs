@@ -34,7 +34,11 @@ pub const MAX_LANES: usize = mover_proto::limits::MAX_LANES;
 pub struct Peer(pub SocketAddr);
 
 fn text(h: &HeaderMap, name: &str) -> String {
-    clip(h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default())
+    clip(
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    )
 }
 
 /// The first [`MAX_INFO_CHARS`] characters of what an agent says about itself.

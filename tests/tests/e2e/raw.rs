@@ -50,7 +50,9 @@ pub async fn connect(
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1")
         .unwrap()
         .to_owned();
-    tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await
+    tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
 }
 
 /// A fresh valid connector key (32 lowercase hex characters), different every call.

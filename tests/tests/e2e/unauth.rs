@@ -34,7 +34,9 @@ fn ip(s: &str) -> IpAddr {
 
 /// Open descriptors and resident KiB of a process.
 fn fds_and_rss(pid: u32) -> (usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let rss = status
         .lines()
@@ -66,7 +68,11 @@ fn idle_connections_and_slow_bodies_leave_room_for_agents_and_jobs() {
     );
     assert_eq!(status, 201, "{job}");
     let job = job["id"].as_str().unwrap().to_owned();
-    let (pid, to, tls) = (w.bifrost.pid(), sockaddr(&w.bifrost), raw::tls(&w.ca.ca_pem));
+    let (pid, to, tls) = (
+        w.bifrost.pid(),
+        sockaddr(&w.bifrost),
+        raw::tls(&w.ca.ca_pem),
+    );
     let (fds_before, rss_before) = fds_and_rss(pid);
     let rt = runtime();
     let _guard = rt.enter();
@@ -125,7 +131,10 @@ fn idle_connections_and_slow_bodies_leave_room_for_agents_and_jobs() {
         idle.len()
     );
     let fd_bound = fds_before + MAX_CONNECTIONS_PER_ADDR + slow + 64;
-    assert!(fds < fd_bound, "Bifrost holds {fds} descriptors (bound {fd_bound})");
+    assert!(
+        fds < fd_bound,
+        "Bifrost holds {fds} descriptors (bound {fd_bound})"
+    );
     assert!(rss < 256 * 1024, "Bifrost's RSS is {rss} KiB");
 
     // A new agent still connects and is authorized while they are held.
@@ -153,17 +162,17 @@ fn made_up_previous_keys_leave_the_connector_table_alone() {
     let listed = w.bifrost.connectors();
     let (to, tls) = (sockaddr(&w.bifrost), raw::tls(&w.ca.ca_pem));
     let rt = runtime();
-    let sent = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
     let upgraded = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(120);
     rt.block_on(async {
         let workers: Vec<_> = (0..16)
             .map(|_| {
-                let (tls, sent, upgraded) = (tls.clone(), sent.clone(), upgraded.clone());
+                let (tls, answered, upgraded) = (tls.clone(), answered.clone(), upgraded.clone());
                 tokio::spawn(async move {
                     let mut tunnels = Vec::new();
                     let mut conn = None;
-                    while sent.fetch_add(1, Ordering::Relaxed) < 10_000 && Instant::now() < deadline {
+                    while answered.load(Ordering::Relaxed) < 10_000 && Instant::now() < deadline {
                         if conn.is_none() {
                             conn = raw::connect(to, ip("127.0.0.4"), tls.clone()).await.ok();
                         }
@@ -172,13 +181,21 @@ fn made_up_previous_keys_leave_the_connector_table_alone() {
                             &random_key(),
                             &[(mover_proto::header::PREVIOUS_KEY, random_key())],
                         );
-                        match raw::send(c, &req).await {
+                        let sent = raw::send(c, &req).await;
+                        if sent.is_ok() {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        match sent {
                             Ok(head) if head.status == 101 => {
                                 upgraded.fetch_add(1, Ordering::Relaxed);
                                 // Kept waiting: the later upgrades meet the cap.
                                 tunnels.push(raw::serve_tunnel(conn.take().unwrap()));
                             }
-                            Ok(head) if head.headers.get("connection").is_some_and(|v| v == "close") => conn = None,
+                            Ok(head)
+                                if head.headers.get("connection").is_some_and(|v| v == "close") =>
+                            {
+                                conn = None
+                            }
                             Ok(_) => {}
                             Err(_) => conn = None,
                         }
@@ -191,9 +208,19 @@ fn made_up_previous_keys_leave_the_connector_table_alone() {
             w.await.unwrap();
         }
     });
-    assert!(sent.load(Ordering::Relaxed) >= 10_000, "only {sent:?} upgrades in time");
-    eprintln!("{} of 10,000 upgrades were answered 101", upgraded.load(Ordering::Relaxed));
-    assert_eq!(connector_rows(&w.bifrost), rows, "rows were added for made-up keys");
+    assert!(
+        answered.load(Ordering::Relaxed) >= 10_000,
+        "only {answered:?} upgrades answered in time"
+    );
+    eprintln!(
+        "{} of 10,000 upgrades were answered 101",
+        upgraded.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        connector_rows(&w.bifrost),
+        rows,
+        "rows were added for made-up keys"
+    );
     let ids = |l: &[serde_json::Value]| -> Vec<String> {
         l.iter()
             .filter(|c| c["state"] != "waiting")
@@ -215,7 +242,11 @@ fn concurrent_upgrades_from_one_address_leave_at_most_the_limit_waiting() {
     let conns: Vec<_> = rt.block_on(async {
         let mut v = Vec::new();
         for _ in 0..200 {
-            v.push(raw::connect(to, ip("127.0.0.5"), tls.clone()).await.unwrap());
+            v.push(
+                raw::connect(to, ip("127.0.0.5"), tls.clone())
+                    .await
+                    .unwrap(),
+            );
         }
         v
     });
@@ -263,12 +294,23 @@ fn authorized_raw_tunnel(
 ) -> (String, String, u64) {
     let key = random_key();
     let (head, served) = rt
-        .block_on(raw::tunnel(sockaddr(bifrost), ip("127.0.0.1"), tls.clone(), &upgrade(&key, &[])))
+        .block_on(raw::tunnel(
+            sockaddr(bifrost),
+            ip("127.0.0.1"),
+            tls.clone(),
+            &upgrade(&key, &[]),
+        ))
         .unwrap();
     assert_eq!(head.status, 101);
-    std::mem::forget(served);
-    let tunnel_id = head.headers[mover_proto::header::TUNNEL_ID].parse().unwrap();
-    let id = bifrost.authorize(&key, "raw")["id"].as_str().unwrap().to_owned();
+    // The tunnel serves on in the runtime's background.
+    drop(served);
+    let tunnel_id = head.headers[mover_proto::header::TUNNEL_ID]
+        .parse()
+        .unwrap();
+    let id = bifrost.authorize(&key, "raw")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     (key, id, tunnel_id)
 }
 
@@ -284,7 +326,8 @@ fn a_connector_revoked_while_it_reconnects_in_a_tight_loop_stays_gone() {
     let refused = Arc::new(AtomicUsize::new(0));
     let loops: Vec<_> = (0..6)
         .map(|_| {
-            let (tls, stop, refused, key) = (tls.clone(), stop.clone(), refused.clone(), key.clone());
+            let (tls, stop, refused, key) =
+                (tls.clone(), stop.clone(), refused.clone(), key.clone());
             rt.spawn(async move {
                 for _ in 0..5_000 {
                     if stop.load(Ordering::Relaxed) {
@@ -304,9 +347,11 @@ fn a_connector_revoked_while_it_reconnects_in_a_tight_loop_stays_gone() {
     let (status, body) = bifrost.api("DELETE", &format!("/api/v1/connectors/{id}"), None);
     assert_eq!(status, 204, "{body}");
     // The loops go on until the revocation has been refused to them for a while.
-    wait_for(Duration::from_secs(20), "upgrades refused after the revocation", || {
-        (refused.load(Ordering::Relaxed) >= 30).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "upgrades refused after the revocation",
+        || (refused.load(Ordering::Relaxed) >= 30).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
         for l in loops {
@@ -337,11 +382,18 @@ fn racing_lane_upgrades_never_exceed_the_lane_limit() {
     let (to, tls) = (sockaddr(&bifrost), raw::tls(&ca.ca_pem));
     let rt = runtime();
     let (key, id, tunnel_id) = authorized_raw_tunnel(&rt, &bifrost, &tls);
-    let req = upgrade(&key, &[(mover_proto::header::LANE_OF, tunnel_id.to_string())]);
+    let req = upgrade(
+        &key,
+        &[(mover_proto::header::LANE_OF, tunnel_id.to_string())],
+    );
     let conns: Vec<_> = rt.block_on(async {
         let mut v = Vec::new();
         for _ in 0..50 {
-            v.push(raw::connect(to, ip("127.0.0.6"), tls.clone()).await.unwrap());
+            v.push(
+                raw::connect(to, ip("127.0.0.6"), tls.clone())
+                    .await
+                    .unwrap(),
+            );
         }
         v
     });
@@ -399,7 +451,10 @@ fn wrong_bearer_tokens_are_slowed_down_and_limited() {
     for i in 0..WRONG_TOKENS_PER_MIN {
         let (status, _, took) = get("not-the-token");
         assert_eq!(status, 401, "wrong token {i}");
-        assert!(took >= Duration::from_millis(300), "a wrong token answered in {took:?}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "a wrong token answered in {took:?}"
+        );
     }
     let (status, retry, _) = get("not-the-token");
     assert_eq!(status, 429, "past the limit");
@@ -423,7 +478,10 @@ fn the_admin_token_is_shown_in_full_only_on_a_terminal() {
     let line = bifrost
         .stdout
         .wait_line("the admin token line", |l| l.starts_with("Admin token: "));
-    assert!(line.contains(&token[..4]) && line.contains("admin.token"), "{line}");
+    assert!(
+        line.contains(&token[..4]) && line.contains("admin.token"),
+        "{line}"
+    );
     // Give the logs a moment past start, then look everywhere the token could leak.
     bifrost.connectors();
     for l in bifrost.stdout.all().iter().chain(&bifrost.stderr.all()) {

@@ -212,12 +212,18 @@ mod tests {
     #[test]
     fn lines_split_across_chunks_and_a_long_one_ends_the_stream() {
         let mut l = Lines::default();
-        assert_eq!(l.push(Bytes::from_static(b"ab")).unwrap(), Vec::<Bytes>::new());
+        assert_eq!(
+            l.push(Bytes::from_static(b"ab")).unwrap(),
+            Vec::<Bytes>::new()
+        );
         assert_eq!(
             l.push(Bytes::from_static(b"c\nd\nef")).unwrap(),
             vec![Bytes::from_static(b"abc\n"), Bytes::from_static(b"d\n")]
         );
-        assert_eq!(l.push(Bytes::from_static(b"\n")).unwrap(), vec![Bytes::from_static(b"ef\n")]);
+        assert_eq!(
+            l.push(Bytes::from_static(b"\n")).unwrap(),
+            vec![Bytes::from_static(b"ef\n")]
+        );
         // An endless line is refused once it passes the cap, without keeping more of it.
         let mut l = Lines::default();
         let chunk = Bytes::from(vec![b'x'; MAX_EVENT_BYTES / 2]);
