@@ -324,10 +324,16 @@ fn a_connector_revoked_while_it_reconnects_in_a_tight_loop_stays_gone() {
     let (key, id, _) = authorized_raw_tunnel(&rt, &bifrost, &tls);
     let stop = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicUsize::new(0));
+    let reconnected = Arc::new(AtomicUsize::new(0));
     let loops: Vec<_> = (0..6)
         .map(|_| {
-            let (tls, stop, refused, key) =
-                (tls.clone(), stop.clone(), refused.clone(), key.clone());
+            let (tls, stop, refused, reconnected, key) = (
+                tls.clone(),
+                stop.clone(),
+                refused.clone(),
+                reconnected.clone(),
+                key.clone(),
+            );
             rt.spawn(async move {
                 for _ in 0..5_000 {
                     if stop.load(Ordering::Relaxed) {
@@ -337,13 +343,19 @@ fn a_connector_revoked_while_it_reconnects_in_a_tight_loop_stays_gone() {
                         Ok((head, _)) if head.status == 403 => {
                             refused.fetch_add(1, Ordering::Relaxed);
                         }
+                        Ok((head, _)) if head.status == 101 => {
+                            reconnected.fetch_add(1, Ordering::Relaxed);
+                        }
                         _ => {}
                     }
                 }
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Revoked while the reconnects are in full swing.
+    wait_for(Duration::from_secs(20), "authorized reconnects", || {
+        (reconnected.load(Ordering::Relaxed) >= 50).then_some(())
+    });
     let (status, body) = bifrost.api("DELETE", &format!("/api/v1/connectors/{id}"), None);
     assert_eq!(status, 204, "{body}");
     // The loops go on until the revocation has been refused to them for a while.
