@@ -155,9 +155,11 @@ impl Drop for Pass {
 pub fn raise_nofile() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
-    // `None` is unlimited: a soft limit already unlimited needs nothing.
-    if limit.current.is_some() && limit.current != limit.maximum {
-        limit.current = limit.maximum;
+    // `None` is unlimited: a soft limit already unlimited needs nothing, and an unlimited
+    // hard limit is not a valid soft one (macOS refuses it), so ask for plenty instead.
+    let wanted = limit.maximum.or(Some(1 << 16));
+    if limit.current.is_some() && limit.current < wanted {
+        limit.current = wanted;
         if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::warn!(error = %e, "cannot raise the open-file limit");
         }
