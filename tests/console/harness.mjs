@@ -1,6 +1,6 @@
 // Test harness: real `bifrost` and `agent` processes on loopback, and Debian's Chromium.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir, homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,9 @@ export async function startBifrost(dir) {
   const { child, lines } = await start(bin('bifrost'), ['serve', '--listen', '127.0.0.1:0', '--data', join(dir, 'data')], { BIFROST_LOG: 'warn' },
     (l) => l.some((x) => x.startsWith('Admin token: ')));
   const pick = (prefix) => lines.find((x) => x.startsWith(prefix)).slice(prefix.length);
-  return { child, url: pick('Bifrost listening on '), fingerprint: pick('TLS certificate SHA-256 fingerprint: '), token: pick('Admin token: ') };
+  // With stdout piped Bifrost shows only the token's start; the file holds it.
+  const token = readFileSync(join(dir, 'data', 'admin.token'), 'utf8').trim();
+  return { child, url: pick('Bifrost listening on '), fingerprint: pick('TLS certificate SHA-256 fingerprint: '), token };
 }
 
 export async function startAgent(home, bifrost, share) {

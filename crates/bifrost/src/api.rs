@@ -4,6 +4,7 @@ mod connectors;
 mod events;
 pub(crate) mod jobs;
 mod session;
+pub mod wrong_token;
 
 use std::sync::Arc;
 

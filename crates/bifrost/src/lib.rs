@@ -3,8 +3,11 @@
 
 pub mod agent_client;
 pub mod api;
+pub mod bucket;
 pub mod console;
 pub mod engine;
+pub mod gate;
+pub mod idle;
 pub mod layout;
 pub mod metrics;
 pub mod raw_path;
@@ -21,7 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use axum::response::IntoResponse;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mover_proto::limits::{
+    BODY_TIMEOUT_SECS, HEADER_TIMEOUT_SECS, IDLE_TIMEOUT_SECS, KEEP_ALIVE_SECS, MAX_BODY_BYTES,
+    MAX_STREAMS_PER_CONNECTION, TLS_HANDSHAKE_SECS,
+};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -37,6 +46,8 @@ pub struct App {
     pub engine: engine::Engine,
     /// Hosted agent releases and their feed (`DATA/releases`, served under `/updates/`).
     pub releases: PathBuf,
+    /// Wrong admin tokens per address.
+    pub wrong_tokens: api::wrong_token::WrongTokens,
 }
 
 /// What `serve` needs.
@@ -88,6 +99,7 @@ pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result
         admin_token,
         engine: Default::default(),
         releases: releases::dir(data),
+        wrong_tokens: Default::default(),
     });
     for id in app.store.unfinished_jobs().await? {
         tracing::info!(job = %id, "resuming job");
@@ -97,10 +109,25 @@ pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result
 }
 
 /// Serves agents, the API and the console on `listener` until `shutdown` resolves.
+///
+/// Every connection is admitted under the caps of [`gate::Gate`] (refused ones are closed at
+/// once, before TLS) and then bounded in time: the TLS handshake, the request headers and
+/// bodies, and silence on the connection each have a timeout (`mover_proto::limits`).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(app, listener, tls, gate::Gate::for_process(), shutdown).await
+}
+
+/// [`serve`] with the given connection caps.
+pub async fn serve_with(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    gate: gate::Gate,
     shutdown: impl Future<Output = ()>,
 ) {
     let router = api::router(app);
@@ -118,35 +145,110 @@ pub async fn serve(
             },
             _ = &mut shutdown => return,
         };
+        // Closed at once rather than left in the backlog, where it would hold the places of
+        // connections that are welcome.
+        let pass = match gate.admit(peer.ip()) {
+            Ok(pass) => pass,
+            Err(why) => {
+                tracing::debug!(%peer, ?why, "connection refused: too many");
+                drop(tcp);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let tls = match tokio::time::timeout(
+                Duration::from_secs(TLS_HANDSHAKE_SECS),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let io = idle::Idle::new(tls, Duration::from_secs(IDLE_TIMEOUT_SECS));
+            let pass = gate::Shared::new(pass);
             let svc =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(tunnel::Peer(peer));
-                    router.clone().oneshot(req)
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (router, pass) = (router.clone(), pass.clone());
+                    async move {
+                        let mut req = match bounded_body(req).await {
+                            Ok(req) => req,
+                            Err(res) => return Ok(res),
+                        };
+                        req.extensions_mut().insert(tunnel::Peer(peer));
+                        req.extensions_mut().insert(pass);
+                        router.oneshot(req).await
+                    }
                 });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30));
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+            if let Err(e) = connection_builder()
+                .serve_connection_with_upgrades(TokioIo::new(io), svc)
                 .await
             {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         });
+    }
+}
+
+/// hyper's server side, with the limits on what a client's connection may hold.
+fn connection_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(HEADER_TIMEOUT_SECS));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(KEEP_ALIVE_SECS))
+        .keep_alive_timeout(Duration::from_secs(KEEP_ALIVE_SECS))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+    builder
+}
+
+/// The request with its body read in full within [`BODY_TIMEOUT_SECS`] and
+/// [`MAX_BODY_BYTES`] (the API takes small JSON bodies only), or the answer that refuses it.
+/// A client trickling a body cannot hold a task and a connection open for longer.
+async fn bounded_body(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<axum::extract::Request, axum::response::Response> {
+    use http_body::Body as _;
+    let (parts, body) = req.into_parts();
+    if body.is_end_stream() {
+        return Ok(http::Request::from_parts(parts, axum::body::Body::empty()));
+    }
+    let read = http_body_util::Limited::new(body, MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(Duration::from_secs(BODY_TIMEOUT_SECS), read).await {
+        Ok(Ok(collected)) => Ok(http::Request::from_parts(
+            parts,
+            axum::body::Body::from(collected.to_bytes()),
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(api::ApiError::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a request body may have at most {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response()),
+        Ok(Err(e)) => Err(
+            api::ApiError::bad_request(format!("the request body broke off: {e}")).into_response(),
+        ),
+        Err(_) => {
+            let mut res = api::ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                format!("the request body took over {BODY_TIMEOUT_SECS} s"),
+            )
+            .into_response();
+            res.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            Err(res)
+        }
     }
 }

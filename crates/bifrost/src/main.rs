@@ -157,6 +157,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             bifrost::tls::Identity::self_signed(&data, &names)?
         }
     };
+    // Before anything is opened: the connection caps are sized from this limit.
+    #[cfg(unix)]
+    if let Some(n) = bifrost::gate::raise_nofile() {
+        tracing::debug!(open_files = n, "open-file limit");
+    }
     let fingerprint = identity.fingerprint();
     let tls = identity.server_config()?;
     let (token, new_token) = bifrost::admin_token(&data)?;
@@ -168,7 +173,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Bifrost listening on https://{addr}");
     println!("TLS certificate SHA-256 fingerprint: {fingerprint}");
     if new_token {
-        println!("Admin token: {token}");
+        println!("{}", token_line(&token, &data.join("admin.token")));
     }
     tracing::info!(%addr, data = %data.display(), "Bifrost started");
     // The listener keeps serving while the engine drains: agents the copies in flight need may
@@ -184,6 +189,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     bifrost::serve(app, listener, tls, drained).await;
     tracing::info!("Bifrost stopped");
     Ok(())
+}
+
+/// The first start's token line. In full only on a terminal: under a service manager stdout
+/// goes to a journal that others may read, so it says where the token is and shows only its
+/// first characters (enough to tell tokens apart). Both start `Admin token: `, which scripts
+/// wait for before they read `DATA/admin.token`.
+fn token_line(token: &str, file: &std::path::Path) -> String {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return format!("Admin token: {token}");
+    }
+    let start: String = token.chars().take(4).collect();
+    format!(
+        "Admin token: {start}… (shown in full only on a terminal; read it from {})",
+        file.display()
+    )
 }
 
 async fn shutdown() {

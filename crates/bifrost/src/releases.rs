@@ -227,13 +227,19 @@ pub async fn serve(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) 
             Err(_) => return (StatusCode::NOT_FOUND, "no such release file").into_response(),
         }
     };
-    match tokio::fs::read(app.releases.join(&name)).await {
-        Ok(bytes) => (
+    // Streamed from the file, not read into memory: any client may ask, as often as it likes.
+    let opened = match tokio::fs::File::open(app.releases.join(&name)).await {
+        Ok(file) => file.metadata().await.map(|m| (file, m.len())),
+        Err(e) => Err(e),
+    };
+    match opened {
+        Ok((file, len)) => (
             [
-                (header::CONTENT_TYPE, content_type),
-                (header::CACHE_CONTROL, "no-cache"),
+                (header::CONTENT_TYPE, content_type.to_owned()),
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+                (header::CONTENT_LENGTH, len.to_string()),
             ],
-            bytes,
+            axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
         )
             .into_response(),
         // Nothing hosted yet: agents are up to date rather than failing their check.

@@ -301,24 +301,17 @@ impl Store {
         .await
     }
 
-    /// Revokes by key hash, or records the hash as revoked when it was never authorized.
+    /// Revokes the connector holding this key hash, if one does and is not revoked yet;
+    /// returns its id. A hash no connector holds changes nothing: no row is stored for a key
+    /// that was never authorized (any client may claim to have held any key).
     pub async fn retire_key(&self, key_hash: String) -> Result<Option<String>, StoreError> {
         self.call(move |c| {
-            let id: Option<String> =
-                c.query_row("SELECT id FROM connectors WHERE key_hash = ?1", [&key_hash], |r| r.get(0)).optional()?;
-            match id {
-                Some(id) => {
-                    c.execute("UPDATE connectors SET revoked = 1 WHERE id = ?1", [&id])?;
-                    Ok(Some(id))
-                }
-                None => {
-                    c.execute(
-                        "INSERT INTO connectors (id, key_hash, name, revoked, created) VALUES (?1, ?2, '', 1, ?3)",
-                        params![new_id(), key_hash, now()],
-                    )?;
-                    Ok(None)
-                }
-            }
+            c.query_row(
+                "UPDATE connectors SET revoked = 1 WHERE key_hash = ?1 AND revoked = 0 RETURNING id",
+                [&key_hash],
+                |r| r.get(0),
+            )
+            .optional()
         })
         .await
     }

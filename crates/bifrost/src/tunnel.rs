@@ -1,4 +1,9 @@
 //! The tunnel endpoint: accepts an agent's upgrade and becomes the HTTP/2 client of the agent.
+//! Everything an unauthorized upgrade may cost (a waiting place, a retired key) is decided
+//! before the `101`.
+
+mod events;
+mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,19 +12,16 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use mover_proto::{
-    header, route, AgentEvent, AgentInfo, SessionState, PROTOCOL_VERSION, TUNNEL_UPGRADE,
-};
+use mover_proto::limits::{MAX_INFO_CHARS, WAITING_TIMEOUT_SECS};
+use mover_proto::{header, route, AgentInfo, SessionState, PROTOCOL_VERSION, TUNNEL_UPGRADE};
 use tokio::sync::watch;
 
 use crate::agent_client::AgentClient;
 use crate::api::ApiError;
-use crate::registry::{Live, MAX_WAITING_PER_ADDR};
+use crate::gate::Pass;
+use crate::registry::{LaneSlot, Live, Reservation, WaitingFull};
 use crate::{key_hash, App};
 
 static CONN_IDS: AtomicU64 = AtomicU64::new(1);
@@ -32,12 +34,33 @@ pub const MAX_LANES: usize = mover_proto::limits::MAX_LANES;
 pub struct Peer(pub SocketAddr);
 
 fn text(h: &HeaderMap, name: &str) -> String {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
+    clip(
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    )
+}
+
+/// The first [`MAX_INFO_CHARS`] characters of what an agent says about itself.
+fn clip(s: &str) -> String {
+    s.chars().take(MAX_INFO_CHARS).collect()
+}
+
+/// An agent's info with each text clipped, wherever it came from (upgrade headers or Hello).
+pub(crate) fn clip_info(info: AgentInfo) -> AgentInfo {
+    AgentInfo {
+        version: clip(&info.version),
+        os: clip(&info.os),
+        host: clip(&info.host),
+        roots: info.roots,
+    }
+}
+
+/// The connection's place under the caps, taken along when it becomes a tunnel.
+fn take_pass(req: &Request) -> Option<Pass> {
+    req.extensions()
+        .get::<crate::gate::Shared>()
+        .and_then(|s| s.take())
 }
 
 /// `GET /tunnel/v1` with `Upgrade: mover-tunnel`.
@@ -95,31 +118,53 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
         let msg = "this connector key was revoked; run `agent start --reset-key` and authorize the new key";
         return ApiError::new(StatusCode::FORBIDDEN, msg).into_response();
     }
-    if crate::is_valid_key(&previous) && previous != key {
-        // The agent proves it held the old key; retire it so it stops working here.
-        let old = key_hash(&previous);
-        if let Ok(Some(id)) = app.store.retire_key(old.clone()).await {
-            tracing::info!(connector = %id, "connector key retired after --reset-key");
-        }
-        app.registry.close(&old);
-    }
     let connector = known.map(|c| (c.id, c.name));
+    // An unauthorized tunnel takes its waiting place before anything is stored or answered:
+    // checked and counted under one lock, so concurrent upgrades cannot race past the caps.
+    let reservation = match connector {
+        Some(_) => None,
+        None => match app.registry.reserve_waiting(peer, &hash) {
+            Ok(r) => r,
+            Err(full) => {
+                let msg = match full {
+                    WaitingFull::Address => {
+                        format!("too many agents from {peer} are waiting for authorization")
+                    }
+                    WaitingFull::Total => {
+                        "too many agents are waiting for authorization".to_owned()
+                    }
+                };
+                return ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
+            }
+        },
+    };
+    if crate::is_valid_key(&previous) && previous != key {
+        retire(&app, key_hash(&previous)).await;
+    }
     let session = match &connector {
         Some((_, name)) => SessionState::Authorized { name: name.clone() },
         None => SessionState::Waiting,
     };
-    if connector.is_none()
-        && app.registry.by_key(&hash).is_none()
-        && app.registry.waiting_from(peer) >= MAX_WAITING_PER_ADDR
-    {
-        let msg = format!("too many agents from {peer} are waiting for authorization");
-        return ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
+    let mut pass = take_pass(&req);
+    if connector.is_some() {
+        if let Some(p) = &mut pass {
+            p.authenticated();
+        }
     }
     let conn_id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(app, upgraded, hash, info, peer, connector, conn_id).await,
+            Ok(upgraded) => {
+                let tunnel = Tunnel {
+                    hash,
+                    info,
+                    peer,
+                    connector,
+                    conn_id,
+                };
+                run(app, upgraded, tunnel, reservation, pass).await
+            }
             Err(e) => tracing::warn!(error = %e, "tunnel upgrade failed"),
         }
     });
@@ -131,6 +176,22 @@ pub async fn accept(State(app): State<Arc<App>>, mut req: Request) -> Response {
     h.insert(header::TUNNEL_ID, HeaderValue::from(conn_id));
     h.insert(header::LANES, HeaderValue::from(MAX_LANES));
     res
+}
+
+/// The agent proves it held the key `old` (it sent it with its new one): when an authorized
+/// connector holds it, it is revoked so it stops working here. A key no connector holds is
+/// left alone: nothing is stored for a key that was never authorized.
+async fn retire(app: &App, old: String) {
+    match app.store.retire_key(old.clone()).await {
+        Ok(Some(id)) => {
+            tracing::info!(connector = %id, "connector key retired after --reset-key");
+            if let Some(live) = app.registry.revoke(&old) {
+                live.close.send_replace(true);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot retire the previous key"),
+    }
 }
 
 fn switching() -> Response {
@@ -159,17 +220,22 @@ fn accept_lane(app: Arc<App>, mut req: Request, hash: String, lane_of: u64) -> R
         )
         .into_response();
     };
-    if live.client.lanes() > MAX_LANES {
+    // The place is taken before the `101`, so racing upgrades cannot exceed the limit.
+    let Some(slot) = live.reserve_lane() else {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "this tunnel has all its lanes",
         )
         .into_response();
+    };
+    let mut pass = take_pass(&req);
+    if let Some(p) = &mut pass {
+        p.authenticated();
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run_lane(upgraded, live).await,
+            Ok(upgraded) => run_lane(upgraded, live, slot, pass).await,
             Err(e) => tracing::warn!(error = %e, "lane upgrade failed"),
         }
     });
@@ -193,8 +259,13 @@ fn http2() -> hyper::client::conn::http2::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one extra lane until it or its tunnel closes.
-async fn run_lane(upgraded: hyper::upgrade::Upgraded, live: Live) {
+/// Serves one extra lane until it or its tunnel closes; its place goes with it.
+async fn run_lane(
+    upgraded: hyper::upgrade::Upgraded,
+    live: Live,
+    _slot: LaneSlot,
+    _pass: Option<Pass>,
+) {
     let (sender, conn) = match http2().handshake(upgraded).await {
         Ok(pair) => pair,
         Err(e) => {
@@ -213,15 +284,29 @@ async fn run_lane(upgraded: hyper::upgrade::Upgraded, live: Live) {
     tracing::debug!(tunnel = live.conn_id, lane = id, "lane down");
 }
 
-async fn run(
-    app: Arc<App>,
-    upgraded: hyper::upgrade::Upgraded,
+/// Who an accepted tunnel is.
+struct Tunnel {
     hash: String,
     info: AgentInfo,
     peer: std::net::IpAddr,
     connector: Option<(String, String)>,
     conn_id: u64,
+}
+
+async fn run(
+    app: Arc<App>,
+    upgraded: hyper::upgrade::Upgraded,
+    tunnel: Tunnel,
+    reservation: Option<Reservation>,
+    _pass: Option<Pass>,
 ) {
+    let Tunnel {
+        hash,
+        info,
+        peer,
+        connector,
+        conn_id,
+    } = tunnel;
     let (sender, conn) = match http2().handshake(upgraded).await {
         Ok(pair) => pair,
         Err(e) => {
@@ -246,80 +331,55 @@ async fn run(
         waiting_id: format!("waiting-{conn_id}"),
         close: close.clone(),
         since: crate::store::now(),
+        lane_slots: Arc::default(),
     };
-    if let Some(old) = app.registry.insert(hash.clone(), live) {
-        tracing::info!(key = %&hash[..8], "a newer tunnel replaces the older one with the same key");
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                old.client
-                    .post_json(route::SESSION, &SessionState::Replaced),
-            )
-            .await;
-            old.close.send_replace(true);
-        });
+    match app.registry.insert(hash.clone(), live, reservation) {
+        Ok(Some(old)) => {
+            tracing::info!(key = %&hash[..8], "a newer tunnel replaces the older one with the same key");
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    old.client
+                        .post_json(route::SESSION, &SessionState::Replaced),
+                )
+                .await;
+                old.close.send_replace(true);
+            });
+        }
+        Ok(None) => {}
+        Err(crate::registry::Revoked) => {
+            tracing::info!(key = %&hash[..8], "a tunnel for a key revoked meanwhile is closed");
+            close.send_replace(true);
+            let _ = conn_task.await;
+            return;
+        }
     }
     tracing::info!(key = %&hash[..8], host = %info.host, authorized = connector.is_some(), "agent tunnel up");
-    let events = tokio::spawn(follow_events(app.clone(), client, hash.clone(), conn_id));
+    let events = tokio::spawn(events::follow(app.clone(), client, hash.clone(), conn_id));
+    // A tunnel left waiting is closed after a while; its agent dials again if it is real.
+    let expiry = connector.is_none().then(|| {
+        let (app, hash, close) = (app.clone(), hash.clone(), close.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(WAITING_TIMEOUT_SECS)).await;
+            if app
+                .registry
+                .by_key(&hash)
+                .is_some_and(|l| l.conn_id == conn_id && l.connector.is_none())
+            {
+                tracing::info!(key = %&hash[..8], "a tunnel waited too long for authorization");
+                close.send_replace(true);
+            }
+        })
+    });
     let _ = conn_task.await;
     // The lanes go with the tunnel.
     close.send_replace(true);
     events.abort();
+    if let Some(expiry) = expiry {
+        expiry.abort();
+    }
     if let Some(Some(id)) = app.registry.remove(&hash, conn_id) {
         let _ = app.store.seen(id).await;
     }
     tracing::info!(key = %&hash[..8], "agent tunnel down");
-}
-
-/// Reads the agent's event stream, keeping its info current.
-async fn follow_events(app: Arc<App>, client: AgentClient, hash: String, conn_id: u64) {
-    let res = match client.events().await {
-        Ok(res) => res,
-        Err(e) => {
-            tracing::warn!(error = %e, "agent event stream");
-            return;
-        }
-    };
-    let mut body = res.into_body().into_data_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut armed = false;
-    while let Some(Ok(chunk)) = body.next().await {
-        buf.extend_from_slice(&chunk);
-        if buf.len() > 1024 * 1024 {
-            tracing::warn!("agent event line too long; closing the event stream");
-            return;
-        }
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let line: Bytes = buf.drain(..=pos).collect();
-            match serde_json::from_slice::<AgentEvent>(&line) {
-                Ok(AgentEvent::Hello(info)) => {
-                    app.registry.set_info(&hash, conn_id, info.clone());
-                    if let Some(id) = app.registry.by_key(&hash).and_then(|l| l.connector) {
-                        let _ = app
-                            .store
-                            .touch_connector(
-                                id.clone(),
-                                info.version,
-                                info.os,
-                                info.host,
-                                info.roots,
-                            )
-                            .await;
-                        // A (re)connected agent watches the kept-in-sync sources again.
-                        if !armed {
-                            armed = true;
-                            crate::engine::arm_sync(&app, &id).await;
-                        }
-                    }
-                }
-                Ok(AgentEvent::Heartbeat) => {}
-                Ok(AgentEvent::Changed { roots }) => {
-                    if let Some(id) = app.registry.by_key(&hash).and_then(|l| l.connector) {
-                        crate::engine::on_changed(&app, &id, roots).await;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "malformed agent event"),
-            }
-        }
-    }
 }

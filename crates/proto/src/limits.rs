@@ -33,6 +33,40 @@ pub const MAX_WAITING_PER_ADDR: usize = 16;
 /// Tunnels waiting for authorization in total.
 pub const MAX_WAITING: usize = 1024;
 
+/// Seconds a tunnel may wait for authorization before Bifrost closes it (its agent dials again).
+pub const WAITING_TIMEOUT_SECS: u64 = 3600;
+
+// Clients that have not authenticated: every connection until it is an authorized tunnel or
+// has shown the admin token.
+
+/// Connections Bifrost holds at once; lowered at start to what its open-file limit allows
+/// after [`RESERVED_FDS`].
+pub const MAX_CONNECTIONS: usize = 8192;
+/// Connections one address (an IPv6 /64) may hold that are not authorized tunnels.
+pub const MAX_CONNECTIONS_PER_ADDR: usize = 256;
+/// File descriptors kept free of connections, for the database, destination files and logs.
+pub const RESERVED_FDS: u64 = 512;
+/// Seconds a client may take for its TLS handshake.
+pub const TLS_HANDSHAKE_SECS: u64 = 10;
+/// Seconds a client may take to send a request's headers (HTTP/1.1).
+pub const HEADER_TIMEOUT_SECS: u64 = 10;
+/// Seconds a client may take to send a request's body.
+pub const BODY_TIMEOUT_SECS: u64 = 20;
+/// Bytes of a request body (Bifrost's API takes small JSON bodies only).
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+/// Seconds a connection may pass without a byte read or written before it is closed.
+pub const IDLE_TIMEOUT_SECS: u64 = 120;
+/// HTTP/2 keep-alive of clients' connections: a ping after this many idle seconds, and the
+/// connection is closed when it is not answered within as many.
+pub const KEEP_ALIVE_SECS: u64 = 20;
+/// Concurrent streams one client's HTTP/2 connection may open.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Wrong admin tokens (bearer or console sign-in) one address may send per minute, after a
+/// burst of as many; past it every token from that address gets `429` with `Retry-After`.
+pub const WRONG_TOKENS_PER_MIN: u32 = 10;
+/// Milliseconds a wrong admin token waits before its `401`.
+pub const WRONG_TOKEN_DELAY_MS: u64 = 400;
+
 /// Why an agent's answer was refused; the text is what the job's report shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {

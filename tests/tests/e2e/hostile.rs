@@ -383,7 +383,9 @@ fn an_event_flood_is_dropped_not_served() {
     assert!(cpu < 15.0, "Bifrost spent {cpu:.2} s of CPU on the flood");
     let (status, _) = s.browse(&id, "/share");
     assert!(status < 500, "browse answered {status}");
-    let c = s.bifrost.wait_connector("the liar", |c| c["id"] == id.as_str());
+    let c = s
+        .bifrost
+        .wait_connector("the liar", |c| c["id"] == id.as_str());
     assert_eq!(c["host"], "flooding", "{c}");
     s.still_fine();
 }

@@ -243,7 +243,6 @@ impl Bifrost {
         self.http.clone()
     }
 
-    /// Kills Bifrost with SIGKILL.
     /// Bifrost's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -260,6 +259,7 @@ impl Bifrost {
         kib / 1024
     }
 
+    /// Kills Bifrost with SIGKILL.
     pub fn kill(&mut self) {
         kill_group(&mut self.child);
     }

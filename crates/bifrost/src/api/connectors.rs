@@ -184,15 +184,17 @@ pub async fn revoke(
         return Err(ApiError::not_found(format!("no connector {id}")));
     }
     if let Some(hash) = hash {
-        if let Some(live) = app.registry.by_key(&hash) {
+        // Barred and forgotten in one step: a tunnel of this key accepted before the revocation
+        // cannot register after it (an agent reconnecting in a tight loop).
+        if let Some(live) = app.registry.revoke(&hash) {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
                 live.client
                     .post_json(route::SESSION, &SessionState::Revoked),
             )
             .await;
+            live.close.send_replace(true);
         }
-        app.registry.close(&hash);
     }
     crate::engine::stop_connector_jobs(&app, &id).await;
     tracing::info!(connector = %id, "connector revoked");

@@ -1,4 +1,6 @@
-//! Console sign-in: the admin token buys an HttpOnly session cookie and a CSRF token.
+//! Console sign-in: the admin token buys an HttpOnly session cookie and a CSRF token. Wrong
+//! tokens, here and as bearer tokens, are slowed down and limited per address
+//! (`wrong_token.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use mover_proto::api::{Login, SessionInfo};
 
+use super::wrong_token::{retry_after, WrongTokens};
 use super::{ApiError, Json};
 use crate::store::unix_now;
+use crate::tunnel::Peer;
 use crate::App;
 
 /// The session cookie's name.
@@ -46,18 +50,53 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// The address a request came from (the server puts it in every request).
+fn peer_ip(extensions: &http::Extensions) -> std::net::IpAddr {
+    extensions
+        .get::<Peer>()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |p| p.0.ip())
+}
+
+/// `429` with `Retry-After`: this address has sent too many wrong tokens.
+fn too_many(wait: Duration) -> Response {
+    let secs = retry_after(wait);
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many wrong admin tokens from this address; try again in {secs} s"),
+    )
+    .into_response();
+    res.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
+/// The answer to a wrong token: `401` after a short delay, or `429` past the limit.
+async fn wrong(app: &App, peer: std::net::IpAddr, error: ApiError) -> Response {
+    match app.wrong_tokens.charge(peer, tokio::time::Instant::now()) {
+        Ok(()) => {
+            tokio::time::sleep(WrongTokens::delay()).await;
+            error.into_response()
+        }
+        Err(wait) => too_many(wait),
+    }
+}
+
 /// `POST /api/v1/session {"token"}`: signs in.
 pub async fn login(
     State(app): State<Arc<App>>,
+    extensions: http::Extensions,
     Json(req): Json<Login>,
 ) -> Result<Response, ApiError> {
+    let peer = peer_ip(&extensions);
+    if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
+        return Ok(too_many(wait));
+    }
     if !constant_time_eq(req.token.trim().as_bytes(), app.admin_token.as_bytes()) {
-        // Slow down guessing.
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        return Err(ApiError::new(
+        let e = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "that is not the admin token (it is in DATA/admin.token)",
-        ));
+        );
+        return Ok(wrong(&app, peer, e).await);
     }
     let (token, csrf) = (random_hex(32)?, random_hex(16)?);
     app.store
@@ -115,7 +154,7 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<R
 
 /// Answers with `error` after reading (a bounded amount of) the request body: closing a
 /// connection with unread bytes resets it, and the client may lose the answer.
-async fn reject(req: Request, error: ApiError) -> Response {
+async fn reject(req: Request, error: impl IntoResponse) -> Response {
     let _ = axum::body::to_bytes(req.into_body(), 1024 * 1024).await;
     error.into_response()
 }
@@ -129,14 +168,20 @@ pub async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if let Some(given) = bearer {
+        let peer = peer_ip(req.extensions());
+        if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
+            return reject(req, too_many(wait)).await;
+        }
         if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
             return next.run(req).await;
         }
-        return reject(
-            req,
+        let answer = wrong(
+            &app,
+            peer,
             ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token"),
         )
         .await;
+        return reject(req, answer).await;
     }
     let Some(token) = cookie(req.headers(), COOKIE) else {
         let e = ApiError::new(
