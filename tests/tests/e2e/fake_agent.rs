@@ -220,12 +220,7 @@ async fn answer(
     handler: Arc<Handler>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (parts, _) = req.into_parts();
     let query = parts
         .uri
         .query()
