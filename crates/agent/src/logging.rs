@@ -74,7 +74,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("state/mover/logs");
         // The usual umask (022) would leave a plain create_dir_all at 0755.
-        init(&logs, "test").unwrap();
+        let _guard = init(&logs, "test").unwrap();
         assert_eq!(mode(&logs), 0o700);
         assert_eq!(mode(&dir.path().join("state/mover")), 0o700);
     }

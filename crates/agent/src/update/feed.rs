@@ -323,6 +323,6 @@ mod tests {
 
     #[test]
     fn the_build_has_release_keys() {
-        assert!(!RELEASE_KEYS.is_empty());
+        assert!(!super::super::RELEASE_KEYS.is_empty());
     }
 }
