@@ -430,12 +430,12 @@ fn killed_during_an_update_the_old_version_runs_again() {
     s.publish(&release(s.dir.path(), &b, crashing, Some(&key(1))), None);
     let said = s.update();
     assert!(said.contains(&format!("version {b} installed")), "{said}");
-    assert!(trial.exists() && next.exists(), "the release is on trial");
     s.agent.kill();
     assert!(
         s.installed() == original,
         "the installed binary was replaced"
     );
+    assert!(trial.exists() && next.exists(), "the release is on trial");
     s.restart();
     s.agent.stdout.wait_line("the recovery", |l| {
         l.contains(&format!("version {b} did not finish its trial"))
