@@ -249,12 +249,14 @@ fn start_installed(exe: &Path, home: &Path, args: &[String]) -> Agent {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        // A failed test must not leave an updated agent running.
-        let _ = Command::new("pkill")
-            .arg("-KILL")
-            .arg("-f")
-            .arg(self.exe.to_str().unwrap())
-            .status();
+        // A failed test must not leave an updated agent running, installed or on trial.
+        for exe in [self.exe.clone(), self.exe.with_file_name(".agent.next")] {
+            let _ = Command::new("pkill")
+                .arg("-KILL")
+                .arg("-f")
+                .arg(exe.to_str().unwrap())
+                .status();
+        }
     }
 }
 
