@@ -158,8 +158,8 @@ fn on_menu(app: &AppHandle, id: &str) {
     }
 }
 
-/// Runs the app.
-pub fn run() {
+/// Runs the app; `trial` when this process is an update on trial (see `updates`).
+pub fn run(trial: Option<mover_agent::update::Trial>) {
     let result = tauri::Builder::default()
         // First, so a second launch is handed to this one before anything else starts.
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
@@ -226,6 +226,18 @@ pub fn run() {
             };
             if let Some(a) = &agent {
                 tauri::async_runtime::spawn(updates::run(handle.clone(), a.clone()));
+            }
+            match (trial, &agent) {
+                (Some(t), Some(a)) => {
+                    tauri::async_runtime::spawn(updates::prove(handle.clone(), a.clone(), t));
+                }
+                // An update whose agent cannot even start failed its trial.
+                (Some(t), None) => {
+                    if let Err(e) = t.roll_back() {
+                        tracing::error!(error = %e, "rolling back the update");
+                    }
+                }
+                (None, _) => {}
             }
             tauri::async_runtime::spawn(controller::run(handle.clone(), agent, view, rx));
             if std::env::args().any(|a| a == "--minimized") {

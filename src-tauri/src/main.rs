@@ -5,5 +5,6 @@
 
 fn main() {
     mover_desktop::updates::wait_for_previous_instance();
-    mover_desktop::run();
+    let trial = mover_desktop::updates::recover_at_start();
+    mover_desktop::run(trial);
 }

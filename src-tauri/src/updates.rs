@@ -1,9 +1,13 @@
 //! The app's self-update loop: checks the configured feed at start and every 6 hours, installs a
-//! newer signed release when no file is being served, then restarts into it.
+//! newer signed release on trial when no file is being served, then restarts into it. The
+//! release runs from `.NAME.next` and must reconnect to Bifrost within the trial; only then is
+//! it renamed over the installed app (the library's `update::trial`, shared with the CLI). A
+//! release that fails, or never starts, is rolled back by itself or by the next launch.
 
+use std::path::Path;
 use std::time::Duration;
 
-use mover_agent::update::{Outcome, Updater, CHECK_EVERY};
+use mover_agent::update::{Outcome, Recovered, Trial, Updater, Verdict, CHECK_EVERY};
 use mover_agent::Agent;
 use tauri::{AppHandle, Manager};
 
@@ -45,9 +49,10 @@ pub async fn run(app: AppHandle, agent: Agent) {
                     tell(&app, format!("version {v} waits for the transfer to end")).await;
                     next = RETRY_AFTER_TRANSFER;
                 }
-                Ok(Outcome::Installed(v)) => {
+                Ok(Outcome::Installed(trial)) => {
+                    let v = trial.version().to_owned();
                     tell(&app, format!("version {v} installed; restarting")).await;
-                    restart(&app, &agent, &updater).await;
+                    restart(&app, &agent, trial).await;
                     return;
                 }
                 Err(e) => {
@@ -60,31 +65,80 @@ pub async fn run(app: AppHandle, agent: Agent) {
     }
 }
 
-/// Starts the newly installed binary and leaves; the new one waits for this process to exit so
-/// the single-instance handoff does not send it back to us. The new binary starts before this
-/// agent stops, so a failed start leaves the running agent serving.
-async fn restart(app: &AppHandle, agent: &Agent, updater: &Updater) {
+/// Starts the release on trial and leaves; the new one waits for this process to exit so the
+/// single-instance handoff does not send it back to us. It starts before this agent stops, so
+/// a failed start leaves the running agent serving.
+async fn restart(app: &AppHandle, agent: &Agent, trial: Trial) {
+    match launch(&trial.candidate()) {
+        Ok(()) => {
+            agent.stop().await;
+            agent.stopped().await;
+            // From here the release judges itself; if it never starts, the next launch of the
+            // installed app rolls it back (the trial is on disk).
+            drop(trial);
+            app.exit(0);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the updated app");
+            let _ = tokio::task::spawn_blocking(move || trial.roll_back()).await;
+            tell(
+                app,
+                format!("the new version did not start ({e}); kept this one"),
+            )
+            .await;
+        }
+    }
+}
+
+/// Starts `exe` with this process's arguments, marked to wait for this process to leave.
+fn launch(exe: &Path) -> std::io::Result<()> {
     let mut args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != AFTER_UPDATE_ARG)
         .collect();
     args.push(AFTER_UPDATE_ARG.into());
-    match std::process::Command::new(&updater.install_path)
+    std::process::Command::new(exe)
         .args(&args)
         .spawn()
-    {
-        Ok(_) => {
+        .map(drop)
+}
+
+/// First thing at start: finishes an update a crash interrupted (the old version runs again
+/// when a release never proved itself) and returns the trial when this process is the release
+/// on trial. A release whose trial already ended starts the installed app instead and exits.
+pub fn recover_at_start() -> Option<Trial> {
+    let exe = std::env::current_exe().ok()?;
+    match mover_agent::update::recover(&exe) {
+        Ok(Recovered::Candidate(trial)) => Some(trial),
+        Ok(Recovered::Abandoned) => {
+            let installed = mover_agent::update::Paths::for_exe(&exe).0;
+            if let Err(e) = launch(installed.install()) {
+                eprintln!("error: cannot start {}: {e}", installed.install().display());
+            }
+            std::process::exit(1);
+        }
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("warning: cannot finish an interrupted update: {e}");
+            None
+        }
+    }
+}
+
+/// In the release on trial: keeps it once the agent reconnects, or rolls it back, starts the
+/// installed (previous) app and quits.
+pub async fn prove(app: AppHandle, agent: Agent, trial: Trial) {
+    let install = trial.paths().install().to_owned();
+    match mover_agent::update::prove(&agent, trial).await {
+        Ok(Verdict::Kept(v)) => tell(&app, format!("version {v} installed")).await,
+        outcome => {
+            tracing::error!(?outcome, "the updated app failed its trial");
             agent.stop().await;
             agent.stopped().await;
-            app.exit(0);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the updated app");
-            tell(
-                app,
-                format!("installed, but the new version did not start ({e}); reopen the app"),
-            )
-            .await;
+            if let Err(e) = launch(&install) {
+                tracing::error!(error = %e, "cannot start the previous app");
+            }
+            app.exit(1);
         }
     }
 }

@@ -1,44 +1,41 @@
 //! Self-update of the command-line agent and the service (opt-in `--auto-update`): checks the
-//! feed at start and every 6 hours, never during a transfer, installs a signed newer release,
-//! then hands over to it and rolls back if it has not reconnected to Bifrost within 60 s.
+//! feed at start and every 6 hours, never during a transfer, installs a signed newer release on
+//! trial, hands over to it, and keeps it only once it has reconnected to Bifrost within 60 s.
 //!
-//! The hand-over keeps the old process as the new one's parent: the known-good binary is the
-//! one that judges the trial, and the process a service manager or a terminal watches stays
-//! the same. After a successful trial the old process only relays a stop to the new one.
+//! The release runs from `.agent.next` beside the installed binary, which stays the old one
+//! until the release is healthy and is then replaced in one rename (the library's
+//! `update::trial`). The trial is on disk: a release that crashes, or whose parent is killed,
+//! is rolled back by the next process of this binary ([`recover_at_start`]). The old process
+//! stays the new one's parent: the process a service manager or a terminal watches stays the
+//! same, and after a successful trial it only relays a stop to the new one.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use mover_agent::control::{Client, Reply, Request};
-use mover_agent::update::{previous_path, Outcome, Updater, CHECK_EVERY};
+use mover_agent::update::{Outcome, Recovered, Trial, Updater, Verdict, CHECK_EVERY};
 use mover_agent::{Agent, AgentHome};
 
 /// The product name in the release archives (`moveragent-VERSION-TARGET.tar.gz`).
 pub const PRODUCT: &str = "moveragent";
-/// How long the new version has to reconnect to Bifrost before it is rolled back.
-pub const TRIAL: Duration = Duration::from_secs(60);
 /// File content moved this recently counts as a transfer still running.
 const QUIET: Duration = Duration::from_secs(20);
 /// How often to look again while an update waits for a transfer to end.
 const WAIT_POLL: Duration = Duration::from_secs(15);
 /// How long a check at start waits for the tunnel (the feed is usually on Bifrost).
 const START_WAIT: Duration = Duration::from_secs(60);
-/// Versions rolled back here, one per line, never installed again.
-const ROLLED_BACK_FILE: &str = "rolled-back-versions";
 
 /// The binary's path inside a release archive, laid out like the original's zip.
 pub fn path_in_archive() -> String {
     format!("moveragent/agent{}", std::env::consts::EXE_SUFFIX)
 }
 
-/// A release installed in place of the running binary.
-#[derive(Debug, Clone)]
+/// A release installed on trial beside the running binary.
 pub struct Installed {
     /// Its version.
     pub version: String,
-    /// Where it now is (the previous binary is beside it).
-    pub install_path: PathBuf,
+    /// Its trial: the binary to start, then commit or roll back.
+    pub trial: Trial,
 }
 
 /// How a hand-over ended.
@@ -49,26 +46,62 @@ pub enum HandOver {
     RolledBack,
 }
 
-/// Versions rolled back in this home.
-pub fn rolled_back(home: &AgentHome) -> Vec<String> {
-    std::fs::read_to_string(home.dir().join(ROLLED_BACK_FILE))
-        .map(|s| {
-            s.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// What this process is, after finishing any update a crash interrupted.
+pub enum AtStart {
+    /// The installed binary, or no update in sight.
+    Installed,
+    /// The release on trial: it must reconnect before the deadline (see [`prove`]).
+    Candidate(Trial),
+    /// A release whose trial was already ended: it must not serve.
+    Abandoned,
 }
 
-fn remember_rollback(home: &AgentHome, version: &str) {
-    let mut versions = rolled_back(home);
-    versions.push(version.to_owned());
-    let path = home.dir().join(ROLLED_BACK_FILE);
-    if let Err(e) = std::fs::write(&path, versions.join("\n") + "\n") {
-        tracing::warn!(error = %e, path = %path.display(), "cannot record the rolled-back version");
+/// Run first by every `agent` command: a trial nobody finishes any more (its parent was
+/// killed, the release crashed) is rolled back here, so the old version runs again.
+pub fn recover_at_start() -> AtStart {
+    let Ok(exe) = std::env::current_exe() else {
+        return AtStart::Installed;
+    };
+    match mover_agent::update::recover(&exe) {
+        Ok(Recovered::Candidate(trial)) => AtStart::Candidate(trial),
+        Ok(Recovered::Abandoned) => AtStart::Abandoned,
+        Ok(Recovered::RolledBack(v)) => {
+            eprintln!("Update: version {v} did not finish its trial; it was rolled back");
+            AtStart::Installed
+        }
+        Ok(Recovered::Completed(v)) => {
+            eprintln!("Update: finished installing version {v}");
+            AtStart::Installed
+        }
+        Ok(Recovered::Nothing | Recovered::Busy) => AtStart::Installed,
+        // Typically a user who may not write to the install folder; the service's own
+        // start (as the install's owner) recovers it.
+        Err(e) => {
+            tracing::debug!(error = %e, "update recovery");
+            AtStart::Installed
+        }
     }
+}
+
+/// In the release on trial: waits for the tunnel until the trial's deadline, then keeps this
+/// release (it becomes the installed binary) or rolls it back and stops the agent. Returns
+/// whether the release was kept.
+pub async fn prove(agent: Agent, trial: Trial) -> bool {
+    match mover_agent::update::prove(&agent, trial).await {
+        Ok(Verdict::Kept(version)) => {
+            println!("Update: version {version} reconnected and is now installed");
+            return true;
+        }
+        Ok(Verdict::RolledBack(version)) => {
+            println!("Update: version {version} did not reconnect in time; rolled back");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ending the update's trial");
+            println!("Update: cannot end the update's trial: {e}");
+        }
+    }
+    agent.stop().await;
+    false
 }
 
 /// Checks for updates until one is installed; answers `agent update` requests meanwhile.
@@ -110,11 +143,10 @@ async fn check_once(agent: &Agent) -> (String, Duration, Option<Installed>) {
             None,
         );
     };
-    let mut updater = match Updater::for_current_exe(&feed, PRODUCT, &path_in_archive(), config) {
+    let updater = match Updater::for_current_exe(&feed, PRODUCT, &path_in_archive(), config) {
         Ok(u) => u,
         Err(e) => return (format!("cannot update: {e}"), CHECK_EVERY, None),
     };
-    updater.skip_versions = rolled_back(agent.home());
     let current = updater.current_version.clone();
     match updater.run(|| agent.transferring(QUIET)).await {
         Ok(Outcome::UpToDate) => (
@@ -132,14 +164,14 @@ async fn check_once(agent: &Agent) -> (String, Duration, Option<Installed>) {
             WAIT_POLL,
             None,
         ),
-        Ok(Outcome::Installed(version)) => (
-            format!("version {version} installed; handing over to it"),
-            CHECK_EVERY,
-            Some(Installed {
-                version,
-                install_path: updater.install_path.clone(),
-            }),
-        ),
+        Ok(Outcome::Installed(trial)) => {
+            let version = trial.version().to_owned();
+            (
+                format!("version {version} installed; handing over to it"),
+                CHECK_EVERY,
+                Some(Installed { version, trial }),
+            )
+        }
         Err(e) => {
             tracing::warn!(error = %e, "update check");
             (format!("check failed: {e}"), CHECK_EVERY, None)
@@ -147,25 +179,25 @@ async fn check_once(agent: &Agent) -> (String, Duration, Option<Installed>) {
     }
 }
 
-/// Starts the installed release with this process's arguments and judges its trial; on
+/// Starts the release on trial with this process's arguments and judges its trial; on
 /// success stays its parent until it exits, relaying `shutdown` as a stop request.
 pub async fn hand_over(
-    installed: &Installed,
+    installed: Installed,
     home: &AgentHome,
     mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> HandOver {
+    let Installed { version, trial } = installed;
     let args = child_args(std::env::args_os().skip(1).collect());
-    let version = &installed.version;
     let endpoint = home.control_endpoint();
-    let mut child = match tokio::process::Command::new(&installed.install_path)
+    let mut child = match tokio::process::Command::new(trial.candidate())
         .args(&args)
         .kill_on_drop(false)
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return roll_back(installed, home, &format!("cannot start it: {e}")),
+        Err(e) => return roll_back(trial, &format!("cannot start it: {e}")).await,
     };
-    let deadline = tokio::time::Instant::now() + TRIAL;
+    let deadline = tokio::time::Instant::now() + trial.remaining();
     let verdict = loop {
         tokio::select! {
             status = child.wait() => {
@@ -175,11 +207,19 @@ pub async fn hand_over(
                 });
             }
             _ = tokio::time::sleep_until(deadline) => {
-                break Err(format!("it did not reconnect to Bifrost within {} s", TRIAL.as_secs()));
+                break Err(format!(
+                    "it did not reconnect to Bifrost within {} s",
+                    mover_agent::update::TRIAL.as_secs()
+                ));
             }
             _ = shutdown.as_mut() => {
-                // Stopped during the trial: stop the new one and leave it installed.
-                return HandOver::Done(stop_child(&mut child, &endpoint).await);
+                // Stopped during the trial: stop the new one; it was not judged, so it may
+                // be offered again (unless it had already proved itself and stays).
+                let code = stop_child(&mut child, &endpoint).await;
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || trial.abandon()).await {
+                    tracing::error!(error = %e, "ending the interrupted update");
+                }
+                return HandOver::Done(code);
             }
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if online(&endpoint).await {
@@ -191,7 +231,14 @@ pub async fn hand_over(
     if let Err(why) = verdict {
         let _ = child.start_kill();
         let _ = child.wait().await;
-        return roll_back(installed, home, &why);
+        return roll_back(trial, &why).await;
+    }
+    // The release commits itself when it connects; doing it here too covers a release that
+    // was killed between its report and its commit.
+    match tokio::task::spawn_blocking(move || trial.commit()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "committing the update"),
+        Err(e) => tracing::error!(error = %e, "committing the update"),
     }
     println!("Update: version {version} reconnected to Bifrost and took over");
     tracing::info!(%version, "the updated agent took over");
@@ -251,35 +298,20 @@ fn exit_code(status: Option<std::process::ExitStatus>) -> ExitCode {
     }
 }
 
-/// Puts the previous binary back and remembers not to install this version again.
-fn roll_back(installed: &Installed, home: &AgentHome, why: &str) -> HandOver {
-    let version = &installed.version;
-    let previous = previous_path(&installed.install_path);
+/// Ends a failed trial: the old binary stays installed and the version is not installed again.
+async fn roll_back(trial: Trial, why: &str) -> HandOver {
+    let version = trial.version().to_owned();
     tracing::error!(%version, reason = why, "the updated agent failed its trial; rolling back");
     println!("Update: version {version} failed ({why}); rolling back");
-    match restore(&previous, &installed.install_path) {
-        Ok(()) => println!("Update: previous version {} restored", mover_agent::VERSION),
-        Err(e) => {
+    match tokio::task::spawn_blocking(move || trial.roll_back()).await {
+        Ok(Ok(())) => println!("Update: previous version {} restored", mover_agent::VERSION),
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "rollback");
             println!("Update: cannot restore the previous binary: {e}");
         }
+        Err(e) => println!("Update: cannot restore the previous binary: {e}"),
     }
-    remember_rollback(home, version);
     HandOver::RolledBack
-}
-
-fn restore(previous: &Path, install_path: &Path) -> std::io::Result<()> {
-    if !previous.exists() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{} is missing", previous.display()),
-        ));
-    }
-    // Windows cannot rename over a file; elsewhere the rename replaces it atomically.
-    if cfg!(windows) {
-        let _ = std::fs::remove_file(install_path);
-    }
-    std::fs::rename(previous, install_path)
 }
 
 #[cfg(test)]

@@ -85,6 +85,14 @@ pub async fn run(
     args: StartArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<ExitCode> {
+    let mut candidate = match crate::autoupdate::recover_at_start() {
+        crate::autoupdate::AtStart::Installed => None,
+        crate::autoupdate::AtStart::Candidate(trial) => Some(trial),
+        crate::autoupdate::AtStart::Abandoned => {
+            println!("This update was rolled back; run the installed agent instead");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let home = home()?;
     if Client::connect(&home.control_endpoint()).await.is_ok() {
         println!("Mover Agent is already running in {}", home.dir().display());
@@ -98,12 +106,15 @@ pub async fn run(
     let key = mover_agent::prepare_key(&home, args.reset_key)?;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let installed = match serve(home.clone(), key.clone(), config, shutdown.as_mut()).await? {
-            Served::Stopped => return Ok(ExitCode::SUCCESS),
-            Served::AlreadyRunning => return Ok(ExitCode::FAILURE),
-            Served::Updated(installed) => installed,
-        };
-        match crate::autoupdate::hand_over(&installed, &home, shutdown.as_mut()).await {
+        let trial = candidate.take();
+        let installed =
+            match serve(home.clone(), key.clone(), config, trial, shutdown.as_mut()).await? {
+                Served::Stopped => return Ok(ExitCode::SUCCESS),
+                Served::FailedTrial => return Ok(ExitCode::FAILURE),
+                Served::AlreadyRunning => return Ok(ExitCode::FAILURE),
+                Served::Updated(installed) => installed,
+            };
+        match crate::autoupdate::hand_over(installed, &home, shutdown.as_mut()).await {
             crate::autoupdate::HandOver::Done(code) => return Ok(code),
             crate::autoupdate::HandOver::RolledBack => {
                 config = Config::load(&home.config_file())?;
@@ -114,6 +125,8 @@ pub async fn run(
 
 enum Served {
     Stopped,
+    /// This process was a release on trial and did not reconnect in time: rolled back.
+    FailedTrial,
     AlreadyRunning,
     Updated(crate::autoupdate::Installed),
 }
@@ -123,6 +136,7 @@ async fn serve(
     home: AgentHome,
     key: mover_agent::ConnectorKey,
     config: Config,
+    candidate: Option<mover_agent::update::Trial>,
     shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> anyhow::Result<Served> {
     let auto_update = config.auto_update;
@@ -138,13 +152,12 @@ async fn serve(
     if let Err(e) = mover_agent::live_config::watch(&agent) {
         tracing::warn!(error = %e, "cannot watch the config file; edits apply at the next start");
     }
-    let key = agent.key().expose();
-    println!("Mover Agent Starting");
-    println!("Mover Agent Key:");
-    println!("{key}");
-    println!("Ctrl-C To Stop");
-    println!("Bifrost service initialized with connector key: {key}");
+    for line in crate::banner::start_lines(agent.key(), crate::banner::Audience::of_stdout()) {
+        println!("{line}");
+    }
     tracing::info!(key = %agent.key(), home = %agent.home().dir().display(), version = mover_agent::VERSION, "agent started");
+    // A release on trial proves itself by reconnecting; it stops the agent if it cannot.
+    let proof = candidate.map(|trial| tokio::spawn(crate::autoupdate::prove(agent.clone(), trial)));
     let updates = async {
         if auto_update {
             crate::autoupdate::check_loop(agent.clone()).await
@@ -171,6 +184,15 @@ async fn serve(
     };
     let _ = control.await;
     tracing::info!("agent stopped");
+    if let Some(mut proof) = proof {
+        // A failed proof stopped the agent itself and is about to return; one still waiting
+        // was overtaken by a stop, and the trial is left to the parent or the next start.
+        match tokio::time::timeout(std::time::Duration::from_secs(1), &mut proof).await {
+            Ok(Ok(false)) => return Ok(Served::FailedTrial),
+            Ok(_) => {}
+            Err(_) => proof.abort(),
+        }
+    }
     Ok(served)
 }
 

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod autoupdate;
+mod banner;
 mod commands;
 mod service;
 
@@ -112,6 +113,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    // `start` (and the service) recover inside `run`, where a release on trial keeps its
+    // handle; every other command finishes an interrupted update here.
+    if !matches!(cli.command, Command::Start(_) | Command::Service(_)) {
+        let _ = autoupdate::recover_at_start();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -217,7 +217,6 @@ pub async fn serve(agent: Agent) -> Result<tokio::task::JoinHandle<()>, ControlE
 #[cfg(unix)]
 mod os {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use tokio::net::UnixStream;
 
     pub async fn connect(
@@ -260,12 +259,12 @@ mod os {
                 let _ = std::fs::remove_file(&endpoint);
             }
         }
-        let listener = tokio::net::UnixListener::bind(&endpoint).map_err(io)?;
         // In the home only this user may use it; a socket placed elsewhere (the system
         // service's, in /run/mover-agent) is for the service's group, its administrators.
         let in_home = std::path::Path::new(&endpoint).starts_with(agent.home().dir());
         let mode = if in_home { 0o600 } else { 0o660 };
-        std::fs::set_permissions(&endpoint, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        let listener = crate::private_socket::bind_with_mode(std::path::Path::new(&endpoint), mode)
+            .map_err(io)?;
         let path = endpoint.clone();
         Ok(tokio::spawn(async move {
             loop {

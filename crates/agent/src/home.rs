@@ -136,11 +136,11 @@ impl AgentHome {
 
     /// Creates the home folder (mode 0700 on Unix).
     pub fn create(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        // Private from the mkdir on (no window at the umask's mode): it holds the key.
+        crate::logging::create_private_dir(&self.dir)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
             // A control socket outside the home (the system service's) needs its folder too:
             // systemd makes it (RuntimeDirectory), launchd does not, and /var/run is emptied at
             // boot. Only the service's user and group may go in.

@@ -12,6 +12,8 @@ pub mod live_config;
 pub mod logging;
 pub mod many;
 pub mod paths;
+#[cfg(unix)]
+pub mod private_socket;
 pub mod proxy;
 pub mod runtime;
 pub mod service;

@@ -162,6 +162,8 @@ impl Setup {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
+        // The update lock file stays: removing a lock file others may open is a race.
+        names.retain(|n| *n != format!(".{PRODUCT}.update-lock"));
         let mut want = vec![PRODUCT.to_owned()];
         if with_previous {
             want.insert(0, format!(".{PRODUCT}.previous"));
@@ -187,10 +189,15 @@ async fn a_signed_newer_release_is_installed() {
     let s = Setup::new().await;
     let name = asset_name(PRODUCT, "0.2.0", TARGET);
     s.offer("0.2.0", signed(&name, b"version 0.2.0", &[key(1)]));
-    assert_eq!(
-        s.updater.run(|| false).await.unwrap(),
-        Outcome::Installed("0.2.0".into())
-    );
+    let Outcome::Installed(trial) = s.updater.run(|| false).await.unwrap() else {
+        panic!("not installed");
+    };
+    assert_eq!(trial.version(), "0.2.0");
+    // On trial: it runs from `.next`; the installed binary is still the old one.
+    assert_eq!(s.installed(), b"version 0.1.0");
+    assert_eq!(std::fs::read(trial.candidate()).unwrap(), b"version 0.2.0");
+    assert_eq!(mode(&trial.candidate()), 0o755);
+    trial.commit().unwrap();
     assert_eq!(s.installed(), b"version 0.2.0");
     assert_eq!(mode(&s.updater.install_path), 0o755);
     let previous = mover_agent::update::previous_path(&s.updater.install_path);
@@ -260,7 +267,10 @@ async fn older_releases_and_releases_below_the_minimum_are_not_installed() {
     let s = Setup::new().await;
     let name = asset_name(PRODUCT, "0.0.9", TARGET);
     s.offer("0.0.9", signed(&name, b"version 0.0.9", &[key(1)]));
-    assert_eq!(s.updater.run(|| false).await.unwrap(), Outcome::UpToDate);
+    assert!(matches!(
+        s.updater.run(|| false).await.unwrap(),
+        Outcome::UpToDate
+    ));
     assert_eq!(s.installed(), b"version 0.1.0");
 
     let name = asset_name(PRODUCT, "0.2.0", TARGET);
@@ -276,10 +286,10 @@ async fn nothing_is_installed_while_a_transfer_runs() {
     let s = Setup::new().await;
     let name = asset_name(PRODUCT, "0.2.0", TARGET);
     s.offer("0.2.0", signed(&name, b"version 0.2.0", &[key(1)]));
-    assert_eq!(
+    assert!(matches!(
         s.updater.run(|| true).await.unwrap(),
-        Outcome::Waiting("0.2.0".into())
-    );
+        Outcome::Waiting(v) if v == "0.2.0"
+    ));
     assert_eq!(s.installed(), b"version 0.1.0");
 }
 

@@ -1,8 +1,30 @@
 //! The `agent` command line: every command's lines as SPEC §3 writes them.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{cli, lines, Agent, Bifrost, TestCa};
+use crate::support::{bin, cli, lines, Agent, Bifrost, TestCa};
+
+/// `agent start ARGS` on a terminal, as a person runs it: util-linux `script` gives it a pty.
+fn start_on_terminal(dir: &Path, home: &Path, args: &[&str]) -> Agent {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = dir.join("on-a-terminal");
+    // The test's paths hold no spaces or quotes, so "$*" keeps the arguments as they are.
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec script -qefc \"$MOVER_TEST_AGENT $*\" /dev/null\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent_bin = bin("agent");
+    Agent::start_cmd(
+        Command::new(&wrapper),
+        home,
+        args,
+        &[("MOVER_TEST_AGENT", agent_bin.to_str().unwrap())],
+    )
+}
 
 fn is_key(s: &str) -> bool {
     s.len() == 32
@@ -96,7 +118,21 @@ fn start_status_disconnect_connect_monitor_stop() {
     let share = dir.path().join("share");
     std::fs::create_dir_all(share.join("docs")).unwrap();
     std::fs::write(share.join("docs/file.txt"), "hi").unwrap();
-    let mut agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
+    let mut agent = start_on_terminal(
+        dir.path(),
+        &dir.path().join("home"),
+        &[
+            "--relay",
+            &bifrost.url,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+            "--share",
+            share.to_str().unwrap(),
+        ],
+    );
+    agent.stdout.wait_line("the initialized line", |l| {
+        l.starts_with("Bifrost service initialized")
+    });
     let key = agent.key();
     let start = agent.stdout.all();
     assert_eq!(
@@ -457,4 +493,58 @@ fn the_cli_reaches_the_system_service_for_its_administrators_only() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("members of the group `mover-agent`"), "{err}");
+}
+
+/// Run as a service manager runs it (standard output to a pipe, which a journal reads; this
+/// machine's PID 1 is not systemd, so a pipe is the service case here): the output shows only
+/// the key's first 4 characters and says how to see it, and no log file nor any process's
+/// command line holds the key.
+#[test]
+fn a_service_style_start_never_shows_the_full_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let bifrost = Bifrost::start(dir.path(), &ca);
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let mut agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
+    let key = agent.key();
+    assert!(is_key(&key));
+    agent.stdout.wait_line("the initialized line", |l| {
+        l.starts_with("Bifrost service initialized")
+    });
+    // Connected and authorized: everything that could print or log the key has run.
+    bifrost.authorize(&key, "svc");
+    agent.wait_status("authorized as svc", Duration::from_secs(10));
+    let out = agent.stdout.all();
+    let text = out.join("\n");
+    assert!(!text.contains(&key), "the output holds the key:\n{text}");
+    assert_eq!(out[..2], ["Mover Agent Starting", "Mover Agent Key:"]);
+    assert!(out[2].starts_with(&format!("{}… ", &key[..4])), "{text}");
+    assert!(out[2].contains("agent status"), "{text}");
+    assert_eq!(out[3], "Ctrl-C To Stop");
+    // `agent status` is where the full key is shown.
+    assert!(agent.status().contains(&key));
+    // No process's command line carries it.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                !cmdline.contains(&key),
+                "{}: {cmdline}",
+                entry.path().display()
+            );
+        }
+    }
+    // The logs (read by Agent's drop as well) are private and hold no key.
+    use std::os::unix::fs::PermissionsExt;
+    let logs = agent.home.join("logs");
+    let mode = std::fs::metadata(&logs).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the log folder");
+    let socket = agent.home.join("agent.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the control socket");
+    assert!(!agent.logs().contains(&key));
+    agent.terminate();
+    agent.wait_exit();
+    assert!(!agent.stdout.all().join("\n").contains(&key));
 }

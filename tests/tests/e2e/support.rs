@@ -85,6 +85,8 @@ impl Lines {
         let lines = self.0.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                // A terminal (`script`'s pty) ends lines with CR LF.
+                let line = line.strip_suffix('\r').map(str::to_owned).unwrap_or(line);
                 lines.lock().unwrap().push(line);
             }
         });
@@ -579,6 +581,11 @@ impl Agent {
             let s = self.status();
             s.contains(text).then_some(s)
         })
+    }
+
+    /// The agent process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
     }
 
     /// Stops the process and waits for it.

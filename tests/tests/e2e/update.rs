@@ -121,6 +121,8 @@ struct Setup {
     bifrost: Bifrost,
     agent: Agent,
     exe: PathBuf,
+    home: PathBuf,
+    args: Vec<String>,
     share: PathBuf,
     connector: String,
 }
@@ -146,20 +148,18 @@ impl Setup {
         .unwrap();
         let share = dir.path().join("share");
         std::fs::create_dir_all(&share).unwrap();
-        let agent = Agent::start_cmd(
-            Command::new(&exe),
-            &home,
-            &[
-                "--relay",
-                &bifrost.url,
-                "--relay-ca",
-                ca.ca_file.to_str().unwrap(),
-                "--share",
-                share.to_str().unwrap(),
-                "--auto-update",
-            ],
-            &[],
-        );
+        let args: Vec<String> = [
+            "--relay",
+            &bifrost.url,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+            "--share",
+            share.to_str().unwrap(),
+            "--auto-update",
+        ]
+        .map(str::to_owned)
+        .into();
+        let agent = start_installed(&exe, &home, &args);
         let connector = bifrost.authorize(&agent.key(), "updating")["id"]
             .as_str()
             .unwrap()
@@ -174,9 +174,16 @@ impl Setup {
             bifrost,
             agent,
             exe,
+            home,
+            args,
             share,
             connector,
         }
+    }
+
+    /// Starts the installed agent again, as a service manager or an admin would.
+    fn restart(&mut self) {
+        self.agent = start_installed(&self.exe, &self.home, &self.args);
     }
 
     /// `bifrost releases add` into the running Bifrost's data folder.
@@ -235,14 +242,21 @@ impl Setup {
     }
 }
 
+fn start_installed(exe: &Path, home: &Path, args: &[String]) -> Agent {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Agent::start_cmd(Command::new(exe), home, &args, &[])
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
-        // A failed test must not leave an updated agent running.
-        let _ = Command::new("pkill")
-            .arg("-KILL")
-            .arg("-f")
-            .arg(self.exe.to_str().unwrap())
-            .status();
+        // A failed test must not leave an updated agent running, installed or on trial.
+        for exe in [self.exe.clone(), self.exe.with_file_name(".agent.next")] {
+            let _ = Command::new("pkill")
+                .arg("-KILL")
+                .arg("-f")
+                .arg(exe.to_str().unwrap())
+                .status();
+        }
     }
 }
 
@@ -386,5 +400,90 @@ fn no_update_starts_during_a_transfer() {
         |l| l.contains("took over"),
     );
     s.wait_listed(&b, Duration::from_secs(30));
+    s.stop();
+}
+
+/// `kill -9` of the agent while a release that crashes at start is on trial, and at the
+/// moment the release lands beside the binary: each time the next start runs the old version,
+/// which serves Bifrost again and never installs that release again. (Before the swap became
+/// trial-first, the release was already installed when the trial began, and killing the
+/// judging parent left only the crashing binary to start.)
+#[test]
+fn killed_during_an_update_the_old_version_runs_again() {
+    let (a, b) = versions();
+    let c = {
+        let mut parts: Vec<u64> = b.split('.').map(|p| p.parse().unwrap()).collect();
+        parts[2] += 1;
+        parts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let mut s = Setup::new();
+    let original = s.installed();
+    s.wait_listed(&a, Duration::from_secs(20));
+    let next = s.exe.with_file_name(".agent.next");
+    let trial = s.exe.with_file_name(".agent.update-trial");
+    // Crashes 3 s after it starts: it is still on trial when its parent is killed.
+    let crashing = b"#!/bin/sh\nsleep 3\necho 'this build is broken' >&2\nexit 3\n";
+
+    // 1. Killed while the release is on trial.
+    s.publish(&release(s.dir.path(), &b, crashing, Some(&key(1))), None);
+    let said = s.update();
+    assert!(said.contains(&format!("version {b} installed")), "{said}");
+    s.agent.kill();
+    assert!(
+        s.installed() == original,
+        "the installed binary was replaced"
+    );
+    assert!(trial.exists() && next.exists(), "the release is on trial");
+    s.restart();
+    s.agent.stdout.wait_line("the recovery", |l| {
+        l.contains(&format!("version {b} did not finish its trial"))
+    });
+    assert!(s.installed() == original);
+    assert!(!next.exists() && !trial.exists());
+    s.wait_listed(&a, Duration::from_secs(30));
+    let said = s.update();
+    assert!(
+        said.contains("is up to date"),
+        "a rolled-back release came back: {said}"
+    );
+
+    // 2. Stopped (SIGSTOP) the instant the release appears beside the binary, then killed.
+    s.publish(&release(s.dir.path(), &c, crashing, Some(&key(1))), None);
+    let pid = s.agent.pid().to_string();
+    let home = s.home.clone();
+    let asking = std::thread::spawn(move || crate::support::cli(&home, &["update"]));
+    wait_for(Duration::from_secs(30), "the release to land", || {
+        next.exists().then_some(())
+    });
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    signal("-KILL");
+    s.agent.kill();
+    let _ = asking.join();
+    assert!(
+        s.installed() == original,
+        "the installed binary was replaced"
+    );
+    s.restart();
+    // Killed before its trial was written, the release was never tried: the check at start
+    // may offer it again, and it fails its trial under a living parent this time.
+    s.agent.stdout.wait_line_within(
+        "the first check after the restart",
+        Duration::from_secs(90),
+        |l| l.contains("is up to date") || l.contains("restored"),
+    );
+    s.wait_listed(&a, Duration::from_secs(30));
+    assert!(s.installed() == original);
+    assert!(!next.exists() && !trial.exists());
     s.stop();
 }
