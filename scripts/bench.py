@@ -153,16 +153,14 @@ class Agent:
         self.home = os.path.join(WORK, f"agent-{name}")
         self.p = spawn([os.path.join(BIN, "agent"), "start", "--relay", relay, "--relay-fingerprint", fingerprint,
                         "--share", share], env={**os.environ, "MOVER_AGENT_HOME": self.home, "MOVER_LOG": "warn"})
-        self.key = None
         for _ in range(10):
-            line = self.p.stdout.readline().strip()
-            if re.fullmatch(r"[0-9a-f]{32}", line):
-                self.key = line
-            if line == "Ctrl-C To Stop":
+            if self.p.stdout.readline().strip() == "Ctrl-C To Stop":
                 break
         drain(self.p)
-        if not self.key:
-            raise RuntimeError("the agent printed no key")
+        # Its output is not a terminal, so it shows only the key's start: the key file holds it.
+        self.key = open(os.path.join(self.home, "connector.key")).read().strip()
+        if not re.fullmatch(r"[0-9a-f]{32}", self.key):
+            raise RuntimeError("the agent has no key")
 
     def proc(self, field):
         for line in open(f"/proc/{self.p.pid}/status"):

@@ -45,7 +45,8 @@ agent_home="$demo/agent"
 MOVER_AGENT_HOME="$agent_home" "$bin/agent" start --relay "$url" --relay-fingerprint "$fp" --share "$demo/share" >"$demo/agent.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q 'Ctrl-C To Stop' "$demo/agent.out" 2>/dev/null && break; sleep 0.1; done
-key=$(sed -n 3p "$demo/agent.out")
+# Its output is not a terminal, so it shows only the key's start: the key file holds it.
+key=$(cat "$agent_home/connector.key")
 
 api() { curl -sS --fail-with-body -k -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }

@@ -53,9 +53,10 @@ export async function startBifrost(dir) {
 
 export async function startAgent(home, bifrost, share) {
   mkdirSync(home, { recursive: true });
-  const { child, lines } = await start(bin('agent'), ['start', '--relay', bifrost.url, '--relay-fingerprint', bifrost.fingerprint, '--share', share],
+  const { child } = await start(bin('agent'), ['start', '--relay', bifrost.url, '--relay-fingerprint', bifrost.fingerprint, '--share', share],
     { MOVER_AGENT_HOME: home }, (l) => l.includes('Ctrl-C To Stop'));
-  return { child, key: lines[2] };
+  // With stdout piped the agent shows only the key's start; its home holds it.
+  return { child, key: readFileSync(join(home, 'connector.key'), 'utf8').trim() };
 }
 
 // Bearer-token API calls for setting up and checking, outside the browser.
