@@ -202,7 +202,8 @@ fn a_used_up_quota_pauses_the_job_like_a_full_disk() {
         .arg("-P")
         .arg(&partial)
         .args(["-e", "inject=write:error=EDQUOT:when=3+"]);
-    let mut bifrost = Bifrost::spawn_wrapped(strace, &data_dir, "127.0.0.1:0", Some(&ca));
+    let mut bifrost =
+        Bifrost::spawn_wrapped(strace, &data_dir, &crate::support::stable_addr(), Some(&ca));
     let share = dir.path().join("share");
     std::fs::create_dir_all(share.join("q")).unwrap();
     let content = noise(3 << 20, 5);

@@ -31,7 +31,7 @@ impl Rig {
         let drain = drain_secs.to_string();
         let bifrost = Bifrost::spawn_with(
             &dir.path().join("bifrost-data"),
-            "127.0.0.1:0",
+            &crate::support::stable_addr(),
             Some(&ca),
             &["--drain-timeout", &drain],
         );

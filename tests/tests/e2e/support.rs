@@ -151,7 +151,7 @@ impl Bifrost {
     /// Starts Bifrost on a free port with a certificate from `ca`.
     pub fn start(dir: &Path, ca: &TestCa) -> Self {
         let data = dir.join("bifrost-data");
-        Self::spawn(&data, "127.0.0.1:0", Some(ca))
+        Self::spawn(&data, &stable_addr(), Some(ca))
     }
 
     /// Starts Bifrost with `data` and `listen`, with `ca`'s certificate or a self-signed one.
@@ -209,12 +209,19 @@ impl Bifrost {
         let running = child.0.as_mut().expect("spawned");
         stdout.follow(running.stdout.take().unwrap());
         stderr.follow(running.stderr.take().unwrap());
-        let url = stdout
-            .wait_line("Bifrost's listening line", |l| {
-                l.starts_with("Bifrost listening on ")
-            })
-            .trim_start_matches("Bifrost listening on ")
-            .to_owned();
+        // A Bifrost that exits first (its port taken) says so at once, with its reason.
+        let url = wait_for(Duration::from_secs(20), "Bifrost's listening line", || {
+            if let Ok(Some(status)) = running.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("Bifrost exited with {status}: {:?}", stderr.all());
+            }
+            stdout
+                .all()
+                .into_iter()
+                .find(|l| l.starts_with("Bifrost listening on "))
+        })
+        .trim_start_matches("Bifrost listening on ")
+        .to_owned();
         let fingerprint = stdout
             .wait_line("the fingerprint line", |l| {
                 l.starts_with("TLS certificate SHA-256 fingerprint: ")
@@ -653,6 +660,21 @@ impl Drop for Agent {
 }
 
 /// A loopback port nothing listens on (bound, then closed).
+/// A free loopback address whose port is below the kernel's ephemeral range: no other test's
+/// `:0` listener and no outgoing connection can take it while a Bifrost that listened there is
+/// restarted on it.
+pub fn stable_addr() -> String {
+    let mut seed = [0u8; 2];
+    loop {
+        getrandom::fill(&mut seed).unwrap();
+        let port = 10_000 + u16::from_le_bytes(seed) % 22_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+}
+
+/// A free port from the kernel (an ephemeral one).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
