@@ -6,6 +6,7 @@ pub(crate) mod full;
 mod landing;
 mod limit;
 mod many;
+mod parts;
 mod tree;
 
 use std::collections::HashMap;

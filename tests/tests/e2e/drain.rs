@@ -37,15 +37,8 @@ impl Rig {
         );
         let share = dir.path().join("share");
         std::fs::create_dir_all(&share).unwrap();
-        let agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
-        bifrost.wait_connector("the agent to wait for authorization", |c| {
-            c["state"] == "waiting"
-        });
-        let connector = bifrost.authorize(&agent.key(), "fs1")["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        agent.wait_status("authorized as fs1", Duration::from_secs(10));
+        let (agent, connector) =
+            crate::support::authorized_agent(dir.path(), &bifrost, &ca, &share);
         Self {
             dir,
             ca,

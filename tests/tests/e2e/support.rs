@@ -725,6 +725,25 @@ pub struct World {
     pub connector: String,
 }
 
+/// An agent in `dir/home` sharing `share`, authorized at `bifrost` as "fs1"; with its id.
+pub fn authorized_agent(
+    dir: &Path,
+    bifrost: &Bifrost,
+    ca: &TestCa,
+    share: &Path,
+) -> (Agent, String) {
+    let agent = Agent::start_for(&dir.join("home"), bifrost, ca, share);
+    bifrost.wait_connector("the agent to wait for authorization", |c| {
+        c["state"] == "waiting"
+    });
+    let connector = bifrost.authorize(&agent.key(), "fs1")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    agent.wait_status("authorized as fs1", Duration::from_secs(10));
+    (agent, connector)
+}
+
 impl World {
     /// Brings up Bifrost and an agent sharing `share/`, authorized as "fs1".
     pub fn new() -> Self {
@@ -733,16 +752,7 @@ impl World {
         let bifrost = Bifrost::start(dir.path(), &ca);
         let share = dir.path().join("share");
         std::fs::create_dir_all(&share).unwrap();
-        let agent = Agent::start_for(&dir.path().join("home"), &bifrost, &ca, &share);
-        let key = agent.key();
-        bifrost.wait_connector("the agent to wait for authorization", |c| {
-            c["state"] == "waiting"
-        });
-        let connector = bifrost.authorize(&key, "fs1")["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        agent.wait_status("authorized as fs1", Duration::from_secs(5));
+        let (agent, connector) = authorized_agent(dir.path(), &bifrost, &ca, &share);
         Self {
             dir,
             ca,
