@@ -9,7 +9,17 @@ cd "$(dirname "$0")/.."
 once=false
 [ "${1:-}" = "--once" ] && once=true
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mover-target}"
-command -v curl >/dev/null || { echo "the demo needs curl (apt-get install curl)" >&2; exit 1; }
+# A fresh Debian 12 machine with Rust may lack these two: installed when run as root.
+missing=()
+for tool in curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "the demo needs ${missing[*]}: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
 
 echo "Building (first time: a few minutes)..."
 cargo build --quiet --bins
