@@ -2,12 +2,10 @@
 
 mod copy;
 pub mod drain;
-pub(crate) mod full;
-mod landing;
+pub(crate) mod fetch;
 mod limit;
 mod many;
 mod parts;
-mod tree;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -18,6 +16,9 @@ use mover_proto::api::{FileStatus, JobState};
 use tokio::task::JoinSet;
 
 use crate::agent_client::{AgentClient, AgentError};
+use crate::dest::folder::{full, Folder};
+use crate::dest::{Destination, Removed};
+use crate::failure::{CopyError, Then};
 use crate::metrics::Meter;
 use crate::store::{FileUpdate, JobRow, StoreError};
 use crate::walk::{targets, walk, Filter, Sink, WalkError};
@@ -375,6 +376,24 @@ async fn copy_pass(
     job: &JobRow,
     meter: &Arc<Meter>,
     limiter: Option<&Arc<limit::Limiter>>,
+    following: Option<tokio::sync::watch::Receiver<Scanning>>,
+) -> Result<Pass, StoreError> {
+    let dest = Arc::new(folder_of(job));
+    copy_pass_into(app, job, dest, meter, limiter, following).await
+}
+
+/// The folder destination of a job.
+fn folder_of(job: &JobRow) -> Folder {
+    Folder::new(crate::layout::roots(&job.destination, &job.plan.mappings).into())
+}
+
+/// [`copy_pass`] into `dest`.
+async fn copy_pass_into<D: Destination>(
+    app: &Arc<App>,
+    job: &JobRow,
+    dest: Arc<D>,
+    meter: &Arc<Meter>,
+    limiter: Option<&Arc<limit::Limiter>>,
     mut following: Option<tokio::sync::watch::Receiver<Scanning>>,
 ) -> Result<Pass, StoreError> {
     let mut after = 0;
@@ -385,7 +404,6 @@ async fn copy_pass(
         store: app.store.clone(),
         rerun: job.rerun_of.is_some(),
         compare: job.plan.compare,
-        roots: crate::layout::roots(&job.destination, &job.plan.mappings).into(),
     };
     let mut batcher = many::Batcher::default();
     'pages: loop {
@@ -451,17 +469,20 @@ async fn copy_pass(
                 break 'pages;
             };
             let (meter, limiter, mode) = (meter.clone(), limiter.cloned(), mode.clone());
+            let dest = dest.clone();
             let files = match &w {
                 Work::Many(files) => files.clone(),
                 Work::One(file) => vec![file.clone()],
             };
             tasks.spawn(guarded(files, async move {
                 match w {
-                    Work::Many(files) => many::copy_many(&client, files, &meter, &mode).await,
+                    Work::Many(files) => {
+                        many::copy_many(&client, &*dest, files, &meter, &mode).await
+                    }
                     Work::One(file) => {
+                        let limiter = limiter.as_deref();
                         let result =
-                            copy::copy_file(&client, &file, &meter, limiter.as_deref(), &mode)
-                                .await;
+                            copy::copy_file(&client, &*dest, &file, &meter, limiter, &mode).await;
                         vec![(file, result)]
                     }
                 }
@@ -505,7 +526,7 @@ async fn guarded(
             let reason = format!("internal error while copying: {what}");
             files
                 .into_iter()
-                .map(|f| (f, Err(copy::CopyError::Retry(reason.clone()))))
+                .map(|f| (f, Err(CopyError::Internal(reason.clone()))))
                 .collect()
         }
     }
@@ -553,7 +574,7 @@ async fn settle(
 fn update(
     job: &JobRow,
     file: crate::store::PendingFile,
-    result: Result<copy::Copied, copy::CopyError>,
+    result: Result<copy::Copied, CopyError>,
     flags: &mut Flags,
 ) -> Option<FileUpdate> {
     let seq = file.seq;
@@ -566,46 +587,48 @@ fn update(
             blake3,
         })
     };
-    let failed = |reason: String| finish(FileStatus::Failed, file.size, Some(reason), None);
-    match result {
+    let e = match result {
         Ok(copy::Copied::Done { size, blake3, note }) => {
-            finish(FileStatus::Copied, size, note, Some(blake3))
+            return finish(FileStatus::Copied, size, note, Some(blake3))
         }
         Ok(copy::Copied::Skipped { reason }) => {
-            finish(FileStatus::Skipped, file.size, Some(reason), None)
+            return finish(FileStatus::Skipped, file.size, Some(reason), None)
         }
-        Err(copy::CopyError::Failed(reason)) => {
-            tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file failed");
+        Err(e) => e,
+    };
+    let (source, reason, kind) = (file.source.lossy(), e.to_string(), e.kind());
+    let failed = |reason: String| finish(FileStatus::Failed, file.size, Some(reason), None);
+    match e.then() {
+        Then::Fail => {
+            tracing::warn!(job = %job.id, %source, %reason, kind, "file failed");
             failed(reason)
         }
-        Err(copy::CopyError::DiskFull(reason)) => {
+        Then::Pause => {
             flags.disk_full = true;
             failed(reason)
         }
-        Err(copy::CopyError::Changed(reason)) => {
-            if file.attempts + 1 > CHANGED_RETRIES {
-                tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file kept changing while it was read");
-                failed(reason)
-            } else {
-                tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file changed while it was read; it will be read again");
-                flags.retry = true;
-                Some(FileUpdate::Attempted { seq })
-            }
+        Then::ReadAgain if file.attempts + 1 > CHANGED_RETRIES => {
+            tracing::warn!(job = %job.id, %source, %reason, "file kept changing while it was read");
+            failed(reason)
         }
-        Err(copy::CopyError::Interrupted(reason)) => {
-            tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file interrupted; it resumes where it stopped");
+        Then::ReadAgain => {
+            tracing::info!(job = %job.id, %source, %reason, "file changed while it was read; it will be read again");
+            flags.retry = true;
+            Some(FileUpdate::Attempted { seq })
+        }
+        Then::Resume => {
+            tracing::info!(job = %job.id, %source, %reason, "file interrupted; it resumes where it stopped");
             flags.retry = true;
             None
         }
-        Err(copy::CopyError::Retry(reason)) => {
-            if file.attempts + 1 >= MAX_ATTEMPTS {
-                tracing::warn!(job = %job.id, source = %file.source.lossy(), %reason, "file failed after retries");
-                failed(reason)
-            } else {
-                tracing::info!(job = %job.id, source = %file.source.lossy(), %reason, "file will be retried");
-                flags.retry = true;
-                Some(FileUpdate::Attempted { seq })
-            }
+        Then::Retry if file.attempts + 1 >= MAX_ATTEMPTS => {
+            tracing::warn!(job = %job.id, %source, %reason, kind, "file failed after retries");
+            failed(reason)
+        }
+        Then::Retry => {
+            tracing::info!(job = %job.id, %source, %reason, kind, "file will be retried");
+            flags.retry = true;
+            Some(FileUpdate::Attempted { seq })
         }
     }
 }
@@ -615,9 +638,10 @@ fn update(
 async fn record_gone(app: &App, job: &JobRow, old: &str) -> Result<(), StoreError> {
     let mut gone = app.store.gone_since(old.to_owned(), job.id.clone()).await?;
     // Children come after their folder: going backwards empties a folder before removing it.
+    let dest = folder_of(job);
     for f in gone.iter_mut().rev() {
         f.reason = Some(if job.plan.delete_removed {
-            remove_from_destination(&f.dest).await
+            remove_from_destination(&dest, &f.dest).await
         } else {
             "deleted at the source since the last run; kept at the destination".into()
         });
@@ -628,19 +652,18 @@ async fn record_gone(app: &App, job: &JobRow, old: &str) -> Result<(), StoreErro
     app.store.add_files(job.id.clone(), gone).await
 }
 
-async fn remove_from_destination(dest: &crate::raw_path::RawPath) -> String {
-    let path = dest.to_path();
-    let result = if dest.0.ends_with(b"/") {
-        tokio::fs::remove_dir(&path).await
-    } else {
-        tokio::fs::remove_file(&path).await
-    };
-    match result {
-        Ok(()) => "deleted at the source since the last run; removed from the destination".into(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+async fn remove_from_destination<D: Destination>(
+    dest: &D,
+    path: &crate::raw_path::RawPath,
+) -> String {
+    match dest.remove(path).await {
+        Ok(Removed::Removed) => {
+            "deleted at the source since the last run; removed from the destination".into()
+        }
+        Ok(Removed::Gone) => {
             "deleted at the source since the last run; already gone from the destination".into()
         }
-        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+        Ok(Removed::NotEmpty) => {
             "deleted at the source since the last run; kept at the destination: the folder holds other files".into()
         }
         Err(e) => format!(
@@ -781,7 +804,7 @@ mod tests {
         let seqs: Vec<i64> = out.iter().map(|(f, _)| f.seq).collect();
         assert_eq!(seqs, [1, 2]);
         for (_, result) in out {
-            let Err(copy::CopyError::Retry(r)) = result else {
+            let Err(CopyError::Internal(r)) = result else {
                 panic!("expected a retry");
             };
             assert_eq!(r, "internal error while copying: index out of bounds");
@@ -791,9 +814,9 @@ mod tests {
     #[tokio::test]
     async fn a_task_that_finishes_keeps_its_outcomes() {
         let out = guarded(vec![pending(1)], async {
-            vec![(pending(1), Err(copy::CopyError::Failed("gone".into())))]
+            vec![(pending(1), Err(CopyError::Vanished))]
         })
         .await;
-        assert!(matches!(&out[..], [(_, Err(copy::CopyError::Failed(r)))] if r == "gone"));
+        assert!(matches!(&out[..], [(_, Err(CopyError::Vanished))]));
     }
 }

@@ -5,7 +5,9 @@ pub mod agent_client;
 pub mod api;
 pub mod bucket;
 pub mod console;
+pub mod dest;
 pub mod engine;
+pub mod failure;
 pub mod gate;
 pub mod idle;
 pub mod layout;
@@ -15,6 +17,7 @@ pub mod registry;
 pub mod releases;
 pub mod store;
 pub mod tls;
+pub mod tree;
 pub mod tunnel;
 pub mod walk;
 

@@ -4,7 +4,7 @@ use mover_proto::api::{Destination, FileReport, FileStatus, Filters, JobState, M
 use rusqlite::{params, OptionalExtension};
 
 use super::{now, Store, StoreError};
-use crate::engine::full::{OLD_REASON as OLD_DISK_FULL, PREFIX as DISK_FULL};
+use crate::dest::folder::full::{OLD_REASON as OLD_DISK_FULL, PREFIX as DISK_FULL};
 use crate::raw_path::RawPath;
 
 /// A job row.
@@ -795,8 +795,9 @@ mod tests {
             reason: Some(reason),
             blake3: None,
         };
-        let full =
-            crate::engine::full::reason(&std::io::Error::from(std::io::ErrorKind::StorageFull));
+        let full = crate::dest::folder::full::reason(&std::io::Error::from(
+            std::io::ErrorKind::StorageFull,
+        ));
         let updates = vec![
             failed(1, 10, full),
             failed(2, 20, OLD_DISK_FULL.into()),

@@ -14,41 +14,53 @@ pub const PART: u64 = 4 << 20;
 /// The parts of a file of `size` bytes (more than [`PART`]): `(start, len)` in order, each a
 /// subtree of the file's hash tree.
 pub fn parts(size: u64) -> Vec<(u64, u64)> {
-    fn split(start: u64, len: u64, out: &mut Vec<(u64, u64)>) {
-        if len <= PART {
+    parts_of(size, PART)
+}
+
+/// The parts of a file of `size` bytes, none longer than `max` (a power of two of at least a
+/// BLAKE3 chunk): every part but those of the tail is `max` long and starts at a multiple of
+/// it.
+pub fn parts_of(size: u64, max: u64) -> Vec<(u64, u64)> {
+    fn split(start: u64, len: u64, max: u64, out: &mut Vec<(u64, u64)>) {
+        if len <= max {
             out.push((start, len));
             return;
         }
         let left = left_subtree_len(len);
-        split(start, left, out);
-        split(start + left, len - left, out);
+        split(start, left, max, out);
+        split(start + left, len - left, max, out);
     }
     let mut out = Vec::new();
-    split(0, size, &mut out);
+    split(0, size, max, &mut out);
     out
 }
 
-/// The whole file's BLAKE3 from the chaining values of its [`parts`], keyed by start; `None`
-/// if one is missing.
-pub fn root(size: u64, cvs: &BTreeMap<u64, ChainingValue>) -> Option<blake3::Hash> {
-    fn node(start: u64, len: u64, cvs: &BTreeMap<u64, ChainingValue>) -> Option<ChainingValue> {
-        if len <= PART {
+/// The whole file's BLAKE3 from the chaining values of its parts (made by [`parts_of`] with
+/// `max`), keyed by start; `None` if one is missing or the file is a single part.
+pub fn root(size: u64, max: u64, cvs: &BTreeMap<u64, ChainingValue>) -> Option<blake3::Hash> {
+    fn node(
+        start: u64,
+        len: u64,
+        max: u64,
+        cvs: &BTreeMap<u64, ChainingValue>,
+    ) -> Option<ChainingValue> {
+        if len <= max {
             return cvs.get(&start).copied();
         }
         let left = left_subtree_len(len);
         Some(merge_subtrees_non_root(
-            &node(start, left, cvs)?,
-            &node(start + left, len - left, cvs)?,
+            &node(start, left, max, cvs)?,
+            &node(start + left, len - left, max, cvs)?,
             Mode::Hash,
         ))
     }
-    if size <= PART {
+    if size <= max {
         return None;
     }
     let left = left_subtree_len(size);
     Some(merge_subtrees_root(
-        &node(0, left, cvs)?,
-        &node(left, size - left, cvs)?,
+        &node(0, left, max, cvs)?,
+        &node(left, size - left, max, cvs)?,
         Mode::Hash,
     ))
 }
@@ -93,10 +105,32 @@ mod tests {
                 h.update(&data[start as usize..(start + len) as usize]);
                 cvs.insert(start, h.finalize_non_root());
             }
-            assert_eq!(root(size, &cvs).unwrap(), blake3::hash(&data), "{size}");
+            assert_eq!(
+                root(size, PART, &cvs).unwrap(),
+                blake3::hash(&data),
+                "{size}"
+            );
             cvs.pop_last();
-            assert!(root(size, &cvs).is_none());
+            assert!(root(size, PART, &cvs).is_none());
         }
+    }
+
+    #[test]
+    fn bigger_parts_merge_the_same_way_and_tails_stay_subtrees() {
+        let size = 5 * 4 * PART + 3 * PART + 9;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+        let parts = parts_of(size, 4 * PART);
+        let full: Vec<_> = parts.iter().filter(|p| p.1 == 4 * PART).collect();
+        assert_eq!(full.len(), 5);
+        assert!(full.iter().all(|p| p.0 % (4 * PART) == 0));
+        let mut cvs = BTreeMap::new();
+        for &(start, len) in &parts {
+            let mut h = blake3::Hasher::new();
+            h.set_input_offset(start);
+            h.update(&data[start as usize..(start + len) as usize]);
+            cvs.insert(start, h.finalize_non_root());
+        }
+        assert_eq!(root(size, 4 * PART, &cvs).unwrap(), blake3::hash(&data));
     }
 
     #[test]

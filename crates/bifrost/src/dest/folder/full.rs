@@ -3,7 +3,7 @@
 //! A full disk (ENOSPC) and a used-up quota (EDQUOT) are the same thing to a job: nothing more
 //! fits until someone frees space, so the job pauses instead of failing its files one by one.
 //! Every write to a destination maps its error through [`is_disk_full`] (by way of
-//! `copy::local`), and the files it fails carry a reason starting with [`PREFIX`], which is how
+//! `folder::local`), and the files it fails carry a reason starting with [`PREFIX`], which is how
 //! a resumed job finds them again (`Store::retry_disk_full`).
 
 use std::io;
@@ -83,13 +83,15 @@ mod tests {
 
     #[test]
     fn every_write_at_the_destination_pauses_on_a_full_quota() {
-        use super::super::copy::{local, CopyError};
+        use super::super::local;
+        use crate::failure::CopyError;
         let path = std::path::Path::new("/dest/.a.mover-part");
         for code in [libc::ENOSPC, libc::EDQUOT] {
             let e = local(io::Error::from_raw_os_error(code), "write", path);
             assert!(matches!(e, CopyError::DiskFull(ref r) if r.starts_with(PREFIX)));
+            assert_eq!(e.kind(), "disk_full");
         }
         let e = local(io::Error::from_raw_os_error(libc::EACCES), "write", path);
-        assert!(matches!(e, CopyError::Failed(ref r) if r.contains("/dest/.a.mover-part")));
+        assert!(matches!(e, CopyError::Local(ref r) if r.contains("/dest/.a.mover-part")));
     }
 }

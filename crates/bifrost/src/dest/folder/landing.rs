@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::copy::CopyError;
+use super::local;
+use crate::failure::CopyError;
 use crate::raw_path::RawPath;
 
 /// An open folder inside a job's destination.
@@ -23,7 +24,7 @@ impl Landing {
     /// making the missing folders on the way, beneath whichever of `roots` holds it.
     pub fn open(roots: &[RawPath], dest: &RawPath) -> Result<Self, CopyError> {
         let outside =
-            || CopyError::Failed(format!("{} is outside the job's destination", dest.lossy()));
+            || CopyError::Outside(format!("{} is outside the job's destination", dest.lossy()));
         let (root, rel) = roots
             .iter()
             .find_map(|r| Some((r, relative(r, dest)?)))
@@ -36,16 +37,15 @@ impl Landing {
             return Err(outside());
         }
         let root_path = root.to_path();
-        std::fs::create_dir_all(&root_path)
-            .map_err(|e| super::copy::local(e, "create folder", &root_path))?;
+        std::fs::create_dir_all(&root_path).map_err(|e| local(e, "create folder", &root_path))?;
         Self::beneath(&root_path, folder).map_err(|e| {
             if e.raw_os_error() == Some(libc::EXDEV) || e.raw_os_error() == Some(libc::ELOOP) {
-                CopyError::Failed(format!(
+                CopyError::Outside(format!(
                     "{} leads outside the job's destination (a symbolic link or '..' on the way)",
                     dest.lossy()
                 ))
             } else {
-                super::copy::local(e, "create folder", &root_path.join(os(folder)))
+                local(e, "create folder", &root_path.join(os(folder)))
             }
         })
     }
@@ -187,7 +187,7 @@ mod tests {
         let e = Landing::open(&roots, &raw(&root.join("a/link/file")))
             .err()
             .unwrap();
-        assert!(matches!(e, CopyError::Failed(r) if r.contains("leads outside")));
+        assert!(matches!(e, CopyError::Outside(r) if r.contains("leads outside")));
         // Neither is `..`, nor a path beside the root that shares its prefix.
         let climb = RawPath(format!("{}/a/../../outside/f", root.display()).into_bytes());
         assert!(Landing::open(&roots, &climb).is_err());
