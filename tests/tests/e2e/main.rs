@@ -18,6 +18,7 @@ mod incremental;
 mod lanes;
 mod metrics;
 mod names;
+mod objects;
 mod raw;
 mod resume;
 mod security;

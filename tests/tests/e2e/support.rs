@@ -112,7 +112,7 @@ impl Lines {
 
 /// A process started in its own group: killed with its group unless handed on (a panic while
 /// it starts must not leave it running after the test).
-struct Started(Option<Child>);
+pub struct Started(pub Option<Child>);
 
 impl Drop for Started {
     fn drop(&mut self) {
@@ -123,7 +123,7 @@ impl Drop for Started {
 }
 
 /// Kills `child`'s process group, then reaps `child`.
-fn kill_group(child: &mut Child) {
+pub fn kill_group(child: &mut Child) {
     // Only while it is not reaped: its id cannot be another group's yet.
     if let Ok(None) = child.try_wait() {
         let _ = Command::new("kill")
