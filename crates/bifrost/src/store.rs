@@ -143,6 +143,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::dest::object::SCHEMA)?;
         // Checked inside the write transaction: two processes opening an older database at
         // once fill the counts once.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -67,8 +67,17 @@ async fn row(app: &App, id: &str) -> Result<JobRow, ApiError> {
 /// The request with its destination and mapping roots normalized; a root with `..` is a 400.
 fn normalized(mut req: CreateJob) -> Result<CreateJob, ApiError> {
     let bad = |e: LayoutError| ApiError::bad_request(e.to_string());
-    let Destination::Folder { path } = &mut req.destination;
-    *path = dest_root(path, "destination").map_err(bad)?;
+    match &mut req.destination {
+        Destination::Folder { path } => *path = dest_root(path, "destination").map_err(bad)?,
+        Destination::Stored { path, .. } => {
+            let root = crate::layout::root_of(&Destination::Stored {
+                id: String::new(),
+                path: path.clone(),
+            })
+            .map_err(bad)?;
+            *path = root.trim_start_matches('/').to_owned();
+        }
+    }
     for m in &mut req.mappings {
         m.destination = dest_root(&m.destination, "mapping destination").map_err(bad)?;
     }
@@ -148,9 +157,12 @@ pub async fn create(
 ) -> Result<(StatusCode, Reply<Job>), ApiError> {
     let req = normalized(req)?;
     let (_, concurrency, _) = check(&app, &req).await?;
-    let Destination::Folder { path } = &req.destination;
-    let folders =
-        std::iter::once(path.as_str()).chain(req.mappings.iter().map(|m| m.destination.as_str()));
+    let folders = match &req.destination {
+        Destination::Folder { path } => std::iter::once(path.as_str())
+            .chain(req.mappings.iter().map(|m| m.destination.as_str()))
+            .collect(),
+        Destination::Stored { .. } => Vec::new(),
+    };
     for folder in folders {
         std::fs::create_dir_all(folder).map_err(|e| {
             ApiError::bad_request(format!("cannot create destination {folder:?}: {e}"))
