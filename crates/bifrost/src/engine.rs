@@ -18,9 +18,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mover_proto::api::JobState;
+use mover_proto::api::{Destination, JobState};
 
 use crate::metrics::Meter;
+use crate::store::{new_id, now, JobRow, Plan, StoreError};
 use crate::App;
 
 use run::run;
@@ -98,6 +99,55 @@ pub fn start(app: &Arc<App>, id: String) {
             meter,
         },
     );
+}
+
+/// Records a new queued job and starts it; its id.
+pub async fn submit(
+    app: &Arc<App>,
+    connector: String,
+    sources: Vec<String>,
+    destination: Destination,
+    plan: Plan,
+    concurrency: u32,
+    rerun_of: Option<String>,
+) -> Result<String, StoreError> {
+    let id = new_id();
+    let created = now();
+    app.store
+        .insert_job(JobRow {
+            id: id.clone(),
+            connector,
+            sources,
+            destination,
+            plan,
+            state: JobState::Queued,
+            reason: None,
+            concurrency,
+            scanned: false,
+            rerun_of,
+            updated: created.clone(),
+            created,
+        })
+        .await?;
+    tracing::info!(job = %id, "job created");
+    start(app, id.clone());
+    Ok(id)
+}
+
+/// Records and starts a re-run of finished job `old`: a new job over the same sources that
+/// copies only new or changed files. Its id.
+pub async fn rerun(app: &Arc<App>, old: JobRow) -> Result<String, StoreError> {
+    let rerun_of = Some(old.id);
+    submit(
+        app,
+        old.connector,
+        old.sources,
+        old.destination,
+        old.plan,
+        old.concurrency,
+        rerun_of,
+    )
+    .await
 }
 
 /// How often a running job's progress goes to the log.

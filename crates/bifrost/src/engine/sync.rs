@@ -76,16 +76,22 @@ pub(super) fn schedule_pass(app: &Arc<App>, id: String) {
         tokio::time::sleep(SYNC_DELAY).await;
         locked(&app.engine.scheduled).remove(&id);
         // Turned off (cut-over) in the meantime: nothing to do.
-        match app.store.job(id.clone()).await {
-            Ok(Some(j)) if j.plan.keep_in_sync => {}
+        let head = match app.store.job(id.clone()).await {
+            Ok(Some(j)) if j.plan.keep_in_sync => j,
             _ => return,
-        }
-        match crate::api::jobs::start_rerun(&app, &id).await {
+        };
+        // The head has finished (a finished job stays so); like an admin's re-run, the next
+        // pass starts only while the connector is online.
+        let started = match app.registry.by_connector(&head.connector) {
+            Some(_) => super::rerun(&app, head).await.map_err(|e| e.to_string()),
+            None => Err("the connector is offline".to_owned()),
+        };
+        match started {
             Ok(new) => {
                 tracing::info!(job = %id, next = %new, "source changed; next incremental pass started")
             }
             Err(e) => {
-                tracing::warn!(job = %id, error = %e.message(), "source changed but the next pass cannot start")
+                tracing::warn!(job = %id, error = %e, "source changed but the next pass cannot start")
             }
         }
     });
