@@ -84,8 +84,13 @@ pub fn targets(sources: &[String], destination: &Destination, mappings: &[Mappin
             })
             .collect();
     }
-    let Destination::Folder { path } = destination;
-    let Ok(root) = dest_root(path, "destination") else {
+    // A stored destination's files are named as if its path were an absolute folder
+    // (`/path/NAME/...`); its kind maps them to keys. It has no folder root (`roots`).
+    let root = match destination {
+        Destination::Folder { path } => dest_root(path, "destination"),
+        Destination::Stored { path, .. } => dest_root(&format!("/{path}"), "destination"),
+    };
+    let Ok(root) = root else {
         return Vec::new();
     };
     let root = RawPath::new(&root);
@@ -104,7 +109,10 @@ pub fn targets(sources: &[String], destination: &Destination, mappings: &[Mappin
 /// The folders a job may write in: its destination, or each mapping's.
 pub fn roots(destination: &Destination, mappings: &[Mapping]) -> Vec<RawPath> {
     if mappings.is_empty() {
-        let Destination::Folder { path } = destination;
+        // A stored destination has no folder on this machine: nothing may be written here.
+        let Destination::Folder { path } = destination else {
+            return Vec::new();
+        };
         return dest_root(path, "destination")
             .map(|r| vec![RawPath::new(&r)])
             .unwrap_or_default();

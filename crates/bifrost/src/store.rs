@@ -1,7 +1,9 @@
-//! Bifrost's embedded SQLite database: connectors, jobs and per-file results.
+//! Bifrost's embedded SQLite database: connectors, jobs, per-file results and destinations.
 
+mod destinations;
 mod jobs;
 
+pub use destinations::DestinationRow;
 pub use jobs::{Counts, FileUpdate, JobRow, NewFile, PendingFile, Plan};
 
 use std::path::Path;
@@ -143,6 +145,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(destinations::SCHEMA)?;
         // Checked inside the write transaction: two processes opening an older database at
         // once fill the counts once.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

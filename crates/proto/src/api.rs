@@ -67,6 +67,13 @@ pub enum Destination {
         /// Absolute path of the folder.
         path: String,
     },
+    /// A folder or prefix inside a named destination (`/api/v1/destinations`).
+    Stored {
+        /// The destination's id.
+        id: String,
+        /// Relative path inside it ("" for its top; no `..`).
+        path: String,
+    },
 }
 
 /// One source folder copied into its own destination folder (home-drives mode).

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod console_api;
 mod copy;
+mod destinations;
 mod diskfull;
 mod drain;
 mod durability;

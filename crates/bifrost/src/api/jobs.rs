@@ -67,8 +67,9 @@ async fn row(app: &App, id: &str) -> Result<JobRow, ApiError> {
 /// The request with its destination and mapping roots normalized; a root with `..` is a 400.
 fn normalized(mut req: CreateJob) -> Result<CreateJob, ApiError> {
     let bad = |e: LayoutError| ApiError::bad_request(e.to_string());
-    let Destination::Folder { path } = &mut req.destination;
-    *path = dest_root(path, "destination").map_err(bad)?;
+    if let Destination::Folder { path } = &mut req.destination {
+        *path = dest_root(path, "destination").map_err(bad)?;
+    }
     for m in &mut req.mappings {
         m.destination = dest_root(&m.destination, "mapping destination").map_err(bad)?;
     }
@@ -146,11 +147,16 @@ pub async fn create(
     State(app): State<Arc<App>>,
     Json(req): Json<CreateJob>,
 ) -> Result<(StatusCode, Reply<Job>), ApiError> {
-    let req = normalized(req)?;
+    let mut req = normalized(req)?;
+    crate::destinations::for_job(&app, &mut req).await?;
     let (_, concurrency, _) = check(&app, &req).await?;
-    let Destination::Folder { path } = &req.destination;
-    let folders =
-        std::iter::once(path.as_str()).chain(req.mappings.iter().map(|m| m.destination.as_str()));
+    let folder = match &req.destination {
+        Destination::Folder { path } => Some(path.as_str()),
+        Destination::Stored { .. } => None,
+    };
+    let folders = folder
+        .into_iter()
+        .chain(req.mappings.iter().map(|m| m.destination.as_str()));
     for folder in folders {
         std::fs::create_dir_all(folder).map_err(|e| {
             ApiError::bad_request(format!("cannot create destination {folder:?}: {e}"))
@@ -183,7 +189,8 @@ pub async fn preview(
     State(app): State<Arc<App>>,
     Json(req): Json<CreateJob>,
 ) -> Result<Reply<Preview>, ApiError> {
-    let req = normalized(req)?;
+    let mut req = normalized(req)?;
+    crate::destinations::for_job(&app, &mut req).await?;
     let (client, _, filter) = check(&app, &req).await?;
     let targets = targets(&req.sources, &req.destination, &req.mappings);
     let counter = super::count(&client, &targets, &filter).await?;
