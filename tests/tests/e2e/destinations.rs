@@ -266,6 +266,7 @@ fn s3_destination_is_created_tested_browsed_and_deleted_without_showing_its_secr
     assert_eq!(t["ok"], false, "{t}");
     let error = t["error"].as_str().unwrap();
     assert!(error.starts_with("list failed: 403 "), "{error}");
+    eprintln!("s3, wrong secret: {error}");
     assert!(
         metric(
             &bifrost,
@@ -289,6 +290,7 @@ fn s3_destination_is_created_tested_browsed_and_deleted_without_showing_its_secr
     let t = c.test(&id);
     let error = t["error"].as_str().unwrap();
     assert!(error.starts_with("list failed: 404 NoSuchBucket"), "{t}");
+    eprintln!("s3, missing bucket: {error}");
 
     c.ok("DELETE", &format!("/api/v1/destinations/{id}"), None, 204);
     c.ok("GET", &format!("/api/v1/destinations/{id}"), None, 404);
@@ -342,6 +344,7 @@ fn azure_destination_tests_and_browses_and_names_a_wrong_key() {
     let t = c.test(&id);
     let error = t["error"].as_str().unwrap();
     assert!(error.starts_with("list failed: 403 "), "{t}");
+    eprintln!("azure, wrong key: {error}");
     assert!(
         metric(
             &bifrost,
@@ -386,6 +389,7 @@ fn gcs_destination_is_checked_and_an_unreachable_endpoint_is_named() {
         error.starts_with("list failed: cannot connect to the service"),
         "{t}"
     );
+    eprintln!("gcs, unreachable: {error}");
     assert!(
         metric(
             &bifrost,
@@ -505,6 +509,13 @@ fn jobs_name_a_stored_destination_and_a_path_that_stays_inside() {
     // Whatever the engine makes of it today, the job ends and Bifrost stays up.
     let done = b.wait_job(created["id"].as_str().unwrap(), Duration::from_secs(60));
     assert!(done["state"].is_string());
+    eprintln!(
+        "job into a stored destination, today: {} {:?}",
+        done["state"],
+        b.files(created["id"].as_str().unwrap())
+            .first()
+            .map(|f| f["reason"].clone())
+    );
     let (status, _) = b.api("GET", "/api/v1/destinations", None);
     assert_eq!(status, 200, "Bifrost still answers");
     // Nothing landed on Bifrost's own disk at "/dept".
