@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: routing, admin-token check, errors and the JSON extractor.
 
 mod connectors;
+mod destinations;
 mod events;
 mod jobs;
 mod session;
@@ -164,6 +165,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/connectors/{id}/browse", get(connectors::browse))
         .route("/connectors/{id}/stat", get(connectors::stat))
         .route("/connectors/{id}/size", get(connectors::size))
+        .route(
+            "/destinations",
+            get(destinations::list).post(destinations::create),
+        )
+        .route(
+            "/destinations/{id}",
+            get(destinations::get)
+                .patch(destinations::update)
+                .delete(destinations::delete),
+        )
+        .route("/destinations/{id}/test", post(destinations::test))
+        .route("/destinations/{id}/browse", get(destinations::browse))
         .route("/jobs", get(jobs::list).post(jobs::create))
         .route("/jobs/preview", post(jobs::preview))
         .route("/jobs/{id}", get(jobs::get))

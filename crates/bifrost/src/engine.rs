@@ -6,6 +6,7 @@ pub(crate) mod fetch;
 mod gone;
 mod limit;
 mod many;
+pub mod objects;
 mod parts;
 mod pass;
 mod run;

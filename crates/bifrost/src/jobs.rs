@@ -162,6 +162,7 @@ pub async fn cancel(app: &App, id: &str) -> Result<Job, JobError> {
         return Err(JobError::Conflict(format!("job {id} has already finished")));
     }
     engine::stop(app, id).await;
+    engine::objects::abort_left(app, &r).await;
     app.store
         .set_job_state(
             id.to_owned(),

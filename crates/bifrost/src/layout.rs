@@ -112,7 +112,11 @@ pub fn targets(sources: &[String], destination: &Destination, mappings: &[Mappin
 /// The folders a job may write in: its destination, or each mapping's.
 pub fn roots(destination: &Destination, mappings: &[Mapping]) -> Vec<RawPath> {
     if mappings.is_empty() {
-        return root_of(destination)
+        // A stored destination has no folder on this machine: nothing may be written here.
+        let Destination::Folder { path } = destination else {
+            return Vec::new();
+        };
+        return dest_root(path, "destination")
             .map(|r| vec![RawPath::new(&r)])
             .unwrap_or_default();
     }

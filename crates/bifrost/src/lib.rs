@@ -7,6 +7,7 @@ pub mod bucket;
 pub mod connectors;
 pub mod console;
 pub mod dest;
+pub mod destinations;
 pub mod engine;
 pub mod failure;
 pub mod gate;
@@ -53,6 +54,8 @@ pub struct App {
     pub releases: PathBuf,
     /// Wrong admin tokens per address.
     pub wrong_tokens: api::wrong_token::WrongTokens,
+    /// Named destinations' sealing key and request counters.
+    pub destinations: destinations::Shared,
 }
 
 /// What `serve` needs.
@@ -97,6 +100,8 @@ pub fn admin_token(data: &std::path::Path) -> anyhow::Result<(String, bool)> {
 
 /// Opens the database and resumes unfinished jobs.
 pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result<Arc<App>> {
+    // reqwest (object_store's client) is built without a crypto provider: it takes ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = store::Store::open(&data.join("bifrost.db")).context("cannot open the database")?;
     let app = Arc::new(App {
         store,
@@ -105,6 +110,7 @@ pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result
         engine: Default::default(),
         releases: releases::dir(data),
         wrong_tokens: Default::default(),
+        destinations: destinations::Shared::new(data),
     });
     for id in app.store.unfinished_jobs().await? {
         tracing::info!(job = %id, "resuming job");

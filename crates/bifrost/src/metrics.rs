@@ -55,6 +55,52 @@ impl Tally {
     }
 }
 
+/// Requests Bifrost made to object-store destinations, by destination kind and answer: an
+/// HTTP status, or `error` when no answer came (refused, reset, timed out). Retries count.
+#[derive(Debug, Default)]
+pub struct DestinationRequests(Mutex<BTreeMap<(&'static str, Option<u16>), u64>>);
+
+impl DestinationRequests {
+    /// Counts one request to a `kind` destination answered with `status` (`None`: no answer).
+    pub fn record(&self, kind: &'static str, status: Option<u16>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((kind, status))
+            .or_default() += 1;
+    }
+
+    /// How many `kind` requests got `status` so far.
+    pub fn count(&self, kind: &str, status: Option<u16>) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|((k, s), _)| *k == kind && *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The counter family in the text format.
+    fn render(&self, out: &mut String) {
+        family(
+            out,
+            "bifrost_destination_requests_total",
+            "counter",
+            "Requests to object-store destinations by destination kind and HTTP status (error: no answer), retries included.",
+        );
+        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for ((kind, status), n) in counts {
+            let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+            let _ = writeln!(
+                out,
+                "bifrost_destination_requests_total{{kind=\"{kind}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+}
+
 /// A failure reason's class: a label with few values, whatever the message says.
 pub fn reason_class(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
@@ -177,6 +223,8 @@ pub async fn render(app: &App) -> Result<String, crate::store::StoreError> {
     for (reason, n) in &failed {
         let _ = writeln!(out, "bifrost_files_failed_total{{reason=\"{reason}\"}} {n}");
     }
+
+    app.destinations.requests.render(&mut out);
 
     let jobs = app.store.jobs().await?;
     let mut states: BTreeMap<&str, u64> = BTreeMap::new();
@@ -320,6 +368,25 @@ mod tests {
         assert_eq!(t.bytes_copied.load(Ordering::Relaxed), 15);
         assert_eq!(t.files_skipped.load(Ordering::Relaxed), 1);
         assert_eq!(t.failed.lock().unwrap().get("changed"), Some(&1));
+    }
+
+    #[test]
+    fn destination_requests_render_by_kind_and_status() {
+        let r = DestinationRequests::default();
+        r.record("s3", Some(503));
+        r.record("s3", Some(503));
+        r.record("azure_blob", None);
+        let mut out = String::new();
+        r.render(&mut out);
+        assert!(
+            out.contains("bifrost_destination_requests_total{kind=\"s3\",status=\"503\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("{kind=\"azure_blob\",status=\"error\"} 1\n"),
+            "{out}"
+        );
+        assert_eq!(r.count("s3", Some(503)), 2);
     }
 
     #[test]

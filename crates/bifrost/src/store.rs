@@ -1,10 +1,12 @@
-//! Bifrost's embedded SQLite database: connectors, jobs and per-file results.
+//! Bifrost's embedded SQLite database: connectors, jobs, per-file results and destinations.
 
 mod counts;
+mod destinations;
 mod files;
 mod jobs;
 
 pub use counts::Counts;
+pub use destinations::DestinationRow;
 pub use files::{FileUpdate, NewFile, PendingFile};
 pub use jobs::{JobRow, Plan};
 
@@ -147,6 +149,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(destinations::SCHEMA)?;
         conn.execute_batch(crate::dest::object::SCHEMA)?;
         // Checked inside the write transaction: two processes opening an older database at
         // once fill the counts once.

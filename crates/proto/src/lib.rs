@@ -192,5 +192,6 @@ pub struct Watch {
 }
 
 pub mod api;
+pub mod destinations;
 pub mod limits;
 pub mod many;

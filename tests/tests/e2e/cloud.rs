@@ -64,9 +64,11 @@ impl Store {
 
 /// Creates the stored destination; its id.
 pub fn destination(w: &World, store: &Store, prefix: &str, endpoint: Option<&str>) -> String {
-    let (status, d) = w
-        .bifrost
-        .api("POST", "/api/v1/destinations", Some(store.body(prefix, endpoint)));
+    let (status, d) = w.bifrost.api(
+        "POST",
+        "/api/v1/destinations",
+        Some(store.body(prefix, endpoint)),
+    );
     assert_eq!(status, 201, "{d}");
     d["id"].as_str().unwrap().to_owned()
 }
@@ -110,11 +112,17 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = vec![
         ("a.txt".into(), b"hello\n".to_vec()),
         ("empty.bin".into(), Vec::new()),
-        ("sub/deeper/ü Ünïcode €.txt".into(), "grüße\n".repeat(100).into_bytes()),
+        (
+            "sub/deeper/ü Ünïcode €.txt".into(),
+            "grüße\n".repeat(100).into_bytes(),
+        ),
         ("twenty.bin".into(), noise(20 << 20, 3)),
     ];
     for i in 0..40 {
-        files.push((format!("small/{i:03}.txt"), noise(100 + i * 97, i as u64 + 11)));
+        files.push((
+            format!("small/{i:03}.txt"),
+            noise(100 + i * 97, i as u64 + 11),
+        ));
     }
     for (rel, data) in &files {
         let p = root.join(rel);
@@ -122,7 +130,9 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
         std::fs::write(&p, data).unwrap();
     }
     // Not UTF-8 (Latin-1 é), as old Unix shares have: stored under the escape.
-    let latin1 = root.join("sub").join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    let latin1 = root
+        .join("sub")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
     std::fs::write(&latin1, b"latin-1 name\n").unwrap();
     files.push(("sub/caf%E9.txt".into(), b"latin-1 name\n".to_vec()));
     // 200 MiB with data at three places and holes between.
@@ -155,18 +165,33 @@ fn tree_round_trip(store: Store) {
     assert_eq!(objects.len(), files.len(), "{:#?}", objects.keys());
     for (rel, data) in &files {
         let key = format!("pre/dept/tree/{rel}");
-        let o = objects.get(&key).unwrap_or_else(|| panic!("{key} missing: {:#?}", objects.keys()));
+        let o = objects
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} missing: {:#?}", objects.keys()));
         assert_eq!(o["size"], data.len(), "{key}");
         assert_eq!(o["sha256"], sha256_hex(data), "{key}");
         let meta = &o["metadata"];
-        assert!(meta["mover_mtime"].as_str().is_some_and(|m| m.contains('.')), "{key}: {meta}");
+        assert!(
+            meta["mover_mtime"]
+                .as_str()
+                .is_some_and(|m| m.contains('.')),
+            "{key}: {meta}"
+        );
         // S3 takes metadata when an upload begins, before the hash is known: big files there
         // carry their BLAKE3 in the report, not the object.
         let multipart_s3 = matches!(store, Store::S3(_)) && data.len() as u64 > 8 << 20;
         if !multipart_s3 {
-            assert_eq!(meta["mover_blake3"], blake3::hash(data).to_hex().as_str(), "{key}");
+            assert_eq!(
+                meta["mover_blake3"],
+                blake3::hash(data).to_hex().as_str(),
+                "{key}"
+            );
         }
-        assert_eq!(meta.get("mover_escaped").is_some(), rel.contains("%E9"), "{key}: {meta}");
+        assert_eq!(
+            meta.get("mover_escaped").is_some(),
+            rel.contains("%E9"),
+            "{key}: {meta}"
+        );
     }
 
     let report = w.bifrost.files(&id);
@@ -177,15 +202,25 @@ fn tree_round_trip(store: Store) {
             .unwrap_or_else(|| panic!("{tail} not in {report:#?}"))
             .clone()
     };
-    assert_eq!(line("twenty.bin")["destination"], "pre/dept/tree/twenty.bin");
-    assert_eq!(line("sub/caf\u{fffd}.txt")["destination"], "pre/dept/tree/sub/caf%E9.txt");
-    let empty = line("emptydir/");
+    assert_eq!(
+        line("twenty.bin")["destination"],
+        "pre/dept/tree/twenty.bin"
+    );
+    assert_eq!(
+        line("sub/caf\u{fffd}.txt")["destination"],
+        "pre/dept/tree/sub/caf%E9.txt"
+    );
+    let empty = line("emptydir");
     assert_eq!(empty["status"], "skipped", "{empty}");
 
     let before = reads(&w);
     let same = rerun(&w, &id);
     assert_eq!(same["state"], "completed", "{same:#}");
-    assert_eq!(reads(&w), before, "a re-run of an unchanged tree read files");
+    assert_eq!(
+        reads(&w),
+        before,
+        "a re-run of an unchanged tree read files"
+    );
 
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(tree.join("a.txt"), b"changed\n").unwrap();
@@ -193,7 +228,10 @@ fn tree_round_trip(store: Store) {
     assert_eq!(changed["state"], "completed", "{changed:#}");
     assert_eq!(reads(&w), before + 1, "only the changed file is read");
     let objects = store.objects("pre/dept/tree/a.txt");
-    assert_eq!(objects["pre/dept/tree/a.txt"]["sha256"], sha256_hex(b"changed\n"));
+    assert_eq!(
+        objects["pre/dept/tree/a.txt"]["sha256"],
+        sha256_hex(b"changed\n")
+    );
 }
 
 #[test]

@@ -5,8 +5,10 @@
 mod auth;
 mod bad_input;
 mod cli;
+mod cloud;
 mod console_api;
 mod copy;
+mod destinations;
 mod diskfull;
 mod drain;
 mod durability;

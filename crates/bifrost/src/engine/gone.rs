@@ -1,6 +1,8 @@
 //! Files deleted at the source since the last run: listed in the report, removed when asked.
 
-use crate::dest::{Destination, Removed};
+use mover_proto::api::Destination;
+
+use crate::dest::Removed;
 use crate::store::{JobRow, StoreError};
 use crate::App;
 
@@ -11,13 +13,25 @@ use super::pass::folder_of;
 pub(super) async fn record_gone(app: &App, job: &JobRow, old: &str) -> Result<(), StoreError> {
     let mut gone = app.store.gone_since(old.to_owned(), job.id.clone()).await?;
     // Children come after their folder: going backwards empties a folder before removing it.
-    let dest = folder_of(job);
-    for f in gone.iter_mut().rev() {
-        f.reason = Some(if job.plan.delete_removed {
-            remove_from_destination(&dest, &f.dest).await
-        } else {
-            "deleted at the source since the last run; kept at the destination".into()
-        });
+    if job.plan.delete_removed {
+        match &job.destination {
+            Destination::Folder { .. } => remove_all(&folder_of(job), &mut gone).await,
+            Destination::Stored { id, .. } => {
+                match super::objects::objects_of(app, job, id).await {
+                    Ok(dest) => remove_all(&dest, &mut gone).await,
+                    Err(e) => {
+                        for f in &mut gone {
+                            f.reason = Some(format!("deleted at the source since the last run; cannot remove it from the destination: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        for f in &mut gone {
+            f.reason =
+                Some("deleted at the source since the last run; kept at the destination".into());
+        }
     }
     if !gone.is_empty() {
         tracing::info!(job = %job.id, files = gone.len(), "files deleted at the source since the last run");
@@ -25,7 +39,14 @@ pub(super) async fn record_gone(app: &App, job: &JobRow, old: &str) -> Result<()
     app.store.add_files(job.id.clone(), gone).await
 }
 
-async fn remove_from_destination<D: Destination>(
+/// Removes `gone` from `dest`, children before their folder, each line saying what became of it.
+async fn remove_all<D: crate::dest::Destination>(dest: &D, gone: &mut [crate::store::NewFile]) {
+    for f in gone.iter_mut().rev() {
+        f.reason = Some(remove_from_destination(dest, &f.dest).await);
+    }
+}
+
+async fn remove_from_destination<D: crate::dest::Destination>(
     dest: &D,
     path: &crate::raw_path::RawPath,
 ) -> String {

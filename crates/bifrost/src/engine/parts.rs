@@ -56,9 +56,14 @@ pub(super) async fn copy_in_parts<D: Destination>(
         .filter(|(start, _)| !cvs.contains_key(start))
         .collect();
     let by_memory = usize::try_from((IN_FLIGHT_BYTES / max.max(1)).max(1)).unwrap_or(1);
-    let in_flight = (client.lanes() * PARTS_PER_LANE)
-        .clamp(2, 16)
-        .min(by_memory);
+    // A paced job gains nothing from more parts in flight than keep its one stream busy, and a
+    // Bifrost killed mid-file loses what is in flight.
+    let lanes = if tap.limiter.is_some() {
+        1
+    } else {
+        client.lanes()
+    };
+    let in_flight = (lanes * PARTS_PER_LANE).clamp(2, 16).min(by_memory);
     let upload_ref = &upload;
     let mut fetches = futures_util::stream::iter(todo)
         .map(|part| fetch_part(client, dest, upload_ref, file, tap, part, (size, modified)))
@@ -149,8 +154,9 @@ async fn fetch_part<D: Destination>(
         let _ = dest.written(upload, writer, None).await;
         return Err((e, true));
     }
+    // A part the destination refused is no progress: it is fetched and put again.
     dest.written(upload, writer, Some((start, len, ours)))
         .await
-        .map_err(|e| (e, true))?;
+        .map_err(|e| (e, false))?;
     Ok((start, ours))
 }

@@ -8,11 +8,12 @@ use super::scan::Scanning;
 use super::tally::{settle, Flags};
 use super::{copy, limit, many};
 use crate::dest::folder::Folder;
-use crate::dest::Destination;
+use crate::dest::Destination as Dest;
 use crate::failure::CopyError;
 use crate::metrics::Meter;
 use crate::store::{JobRow, StoreError};
 use crate::App;
+use mover_proto::api::Destination;
 
 /// Pending files fetched from the database at a time.
 const BATCH: u32 = 512;
@@ -24,6 +25,8 @@ pub(super) enum Pass {
     DiskFull,
     /// Bifrost is draining: the files in flight are done, the others wait for the next start.
     Drained,
+    /// The destination cannot be used (deleted, or its settings make no client): the job fails.
+    Unusable(String),
 }
 
 /// Copies every pending file once, `concurrency` files or batches of small files at a time.
@@ -36,8 +39,16 @@ pub(super) async fn copy_pass(
     limiter: Option<&Arc<limit::Limiter>>,
     following: Option<tokio::sync::watch::Receiver<Scanning>>,
 ) -> Result<Pass, StoreError> {
-    let dest = Arc::new(folder_of(job));
-    copy_pass_into(app, job, dest, meter, limiter, following).await
+    match &job.destination {
+        Destination::Folder { .. } => {
+            let dest = Arc::new(folder_of(job));
+            copy_pass_into(app, job, dest, meter, limiter, following).await
+        }
+        Destination::Stored { id, .. } => match super::objects::objects_of(app, job, id).await {
+            Ok(dest) => copy_pass_into(app, job, Arc::new(dest), meter, limiter, following).await,
+            Err(reason) => Ok(Pass::Unusable(reason)),
+        },
+    }
 }
 
 /// The folder destination of a job.
@@ -46,7 +57,7 @@ pub(super) fn folder_of(job: &JobRow) -> Folder {
 }
 
 /// [`copy_pass`] into `dest`.
-async fn copy_pass_into<D: Destination>(
+async fn copy_pass_into<D: Dest>(
     app: &Arc<App>,
     job: &JobRow,
     dest: Arc<D>,

@@ -86,6 +86,13 @@ pub(super) async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<
             }
             // Left running: the drain marks it queued for the next start.
             Pass::Drained => return Ok(()),
+            Pass::Unusable(reason) => {
+                tracing::warn!(job = %id, %reason, "the job's destination cannot be used");
+                app.store
+                    .set_job_state(id.to_owned(), JobState::Failed, Some(reason))
+                    .await?;
+                return Ok(());
+            }
             Pass::Retry => {
                 // A moment first: the agent may still be online but stopping or busy.
                 let wait = async {
@@ -99,6 +106,8 @@ pub(super) async fn run(app: &Arc<App>, id: &str, meter: &Arc<Meter>) -> Result<
             }
         }
     }
+    // Files that failed may have left multipart uploads the service would keep (and bill).
+    super::objects::abort_left(app, &job).await;
     let counts = app.store.counts(id.to_owned()).await?;
     let state = if counts.files_failed > 0 {
         JobState::CompletedWithErrors

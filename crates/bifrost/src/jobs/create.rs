@@ -25,15 +25,24 @@ fn normalized(mut req: CreateJob) -> Result<CreateJob, JobError> {
     let bad = |e: LayoutError| JobError::Invalid(e.to_string());
     match &mut req.destination {
         Destination::Folder { path } => *path = dest_root(path, "destination").map_err(bad)?,
-        Destination::Stored { path, .. } => {
-            // Inside a stored destination: normalized under a virtual root, kept relative.
-            let root = dest_root(&format!("/{path}"), "destination path").map_err(bad)?;
-            *path = root.trim_start_matches('/').to_owned();
-        }
+        // Checked by `destinations::for_job`.
+        Destination::Stored { .. } => {}
     }
     for m in &mut req.mappings {
         m.destination = dest_root(&m.destination, "mapping destination").map_err(bad)?;
     }
+    Ok(req)
+}
+
+/// A stored destination must exist (and the job names no folders of this machine).
+async fn stored(app: &App, mut req: CreateJob) -> Result<CreateJob, JobError> {
+    use crate::destinations::DestinationError as D;
+    crate::destinations::for_job(app, &mut req)
+        .await
+        .map_err(|e| match e {
+            D::Invalid(m) => JobError::Invalid(m),
+            e => JobError::Invalid(e.to_string()),
+        })?;
     Ok(req)
 }
 
@@ -98,7 +107,7 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
 
 /// Checks `req`, makes its destination folders, records the job and starts it.
 pub async fn create(app: &Arc<App>, req: CreateJob) -> Result<Job, JobError> {
-    let req = normalized(req)?;
+    let req = stored(app, normalized(req)?).await?;
     let (_, concurrency, _) = check(app, &req).await?;
     let folders: Vec<&str> = match &req.destination {
         Destination::Folder { path } => std::iter::once(path.as_str())
@@ -133,7 +142,7 @@ pub async fn create(app: &Arc<App>, req: CreateJob) -> Result<Job, JobError> {
 
 /// What a job with this request would copy, counted, without copying.
 pub async fn preview(app: &App, req: CreateJob) -> Result<Preview, JobError> {
-    let req = normalized(req)?;
+    let req = stored(app, normalized(req)?).await?;
     let (client, _, filter) = check(app, &req).await?;
     let targets = targets(&req.sources, &req.destination, &req.mappings);
     let counter = count(&client, &targets, &filter).await?;

@@ -1,8 +1,10 @@
 //! A job's per-file report, as records or as CSV for spreadsheets.
 
-use mover_proto::api::{FileReport, FileStatus};
+use mover_proto::api::{Destination, FileReport, FileStatus};
+use mover_proto::destinations::DestinationKind;
 
 use super::{row, JobError};
+use crate::dest::object::keys;
 use crate::App;
 
 /// Job `id`'s per-file report, optionally only the files of one status.
@@ -11,8 +13,25 @@ pub async fn files(
     id: &str,
     status: Option<FileStatus>,
 ) -> Result<Vec<FileReport>, JobError> {
-    row(app, id).await?;
-    Ok(app.store.files(id.to_owned(), status).await?)
+    let job = row(app, id).await?;
+    let Destination::Stored { id: dest, .. } = &job.destination else {
+        return Ok(app.store.files(id.to_owned(), status).await?);
+    };
+    // Into object storage, a file's destination is its object key.
+    let files = app.store.files_exact(id.to_owned(), status).await?;
+    let Ok(d) = crate::destinations::get(app, dest).await else {
+        return Ok(files.into_iter().map(|(f, _)| f).collect());
+    };
+    let backslash = d.kind != DestinationKind::AzureBlob;
+    Ok(files
+        .into_iter()
+        .map(|(mut f, exact)| {
+            if let Ok(k) = keys::key(&d.prefix, &exact, backslash) {
+                f.destination = k.text;
+            }
+            f
+        })
+        .collect())
 }
 
 /// The report as CSV, a header line first, lines ending CR LF.

@@ -329,20 +329,35 @@ impl Store {
         job: String,
         status: Option<FileStatus>,
     ) -> Result<Vec<FileReport>, StoreError> {
+        let files = self.files_exact(job, status).await?;
+        Ok(files.into_iter().map(|(f, _)| f).collect())
+    }
+
+    /// [`Store::files`], each with its destination's exact bytes (a lossy `destination` loses
+    /// what a name that is not UTF-8 holds).
+    pub async fn files_exact(
+        &self,
+        job: String,
+        status: Option<FileStatus>,
+    ) -> Result<Vec<(FileReport, RawPath)>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare(
-                "SELECT source, dest, size, status, reason, blake3 FROM job_files WHERE job = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
+                "SELECT source, dest, size, status, reason, blake3, dest_b64 FROM job_files WHERE job = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
             )?;
             let rows = stmt
                 .query_map(params![job, status.map(status_str)], |r| {
-                    Ok(FileReport {
+                    let destination: String = r.get(1)?;
+                    let b64: String = r.get(6)?;
+                    let exact = RawPath::from_stored(destination.clone(), Some(&b64));
+                    let report = FileReport {
                         source: r.get(0)?,
-                        destination: r.get(1)?,
+                        destination,
                         size: r.get::<_, i64>(2)? as u64,
                         status: parse_status(&r.get::<_, String>(3)?),
                         reason: r.get(4)?,
                         blake3: r.get(5)?,
-                    })
+                    };
+                    Ok((report, exact))
                 })?
                 .collect();
             rows

