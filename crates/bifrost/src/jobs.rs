@@ -128,15 +128,7 @@ pub async fn pause(app: &App, id: &str) -> Result<Job, JobError> {
             r.state.as_str()
         )));
     }
-    engine::stop(app, id).await;
-    app.store
-        .set_job_state(
-            id.to_owned(),
-            JobState::Paused,
-            Some("paused by an admin".into()),
-        )
-        .await?;
-    get(app, id).await
+    stop_as(app, id, JobState::Paused, "paused by an admin").await
 }
 
 /// Resumes paused job `id`.
@@ -161,14 +153,15 @@ pub async fn cancel(app: &App, id: &str) -> Result<Job, JobError> {
     if r.state.is_finished() {
         return Err(JobError::Conflict(format!("job {id} has already finished")));
     }
+    stop_as(app, id, JobState::Cancelled, "cancelled by an admin").await
+}
+
+/// Stops job `id` and records it as `state`, for `reason`.
+async fn stop_as(app: &App, id: &str, state: JobState, reason: &str) -> Result<Job, JobError> {
     engine::stop(app, id).await;
     engine::objects::abort_left(app, &r).await;
     app.store
-        .set_job_state(
-            id.to_owned(),
-            JobState::Cancelled,
-            Some("cancelled by an admin".into()),
-        )
+        .set_job_state(id.to_owned(), state, Some(reason.to_owned()))
         .await?;
     get(app, id).await
 }

@@ -141,7 +141,6 @@ pub fn kill_group(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
-/// A loopback port nothing listens on (bound, then closed).
 /// A free loopback address whose port is below the kernel's ephemeral range: no other test's
 /// `:0` listener and no outgoing connection can take it while a Bifrost that listened there is
 /// restarted on it.

@@ -6,6 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use super::counts::CountChanges;
 use super::{Store, StoreError};
 use crate::dest::folder::full::{OLD_REASON as OLD_DISK_FULL, PREFIX as DISK_FULL};
+use crate::metrics::Tally;
 use crate::raw_path::RawPath;
 
 /// A file still to copy.
@@ -139,13 +140,7 @@ impl Store {
                     }
                 }
             }
-            counts.apply(&tx, &job)?;
-            tx.commit()?;
-            // Counted once committed, so a rolled-back batch is not counted.
-            for (status, size, reason) in settled {
-                tally.record(status, size, reason.as_deref());
-            }
-            Ok(())
+            commit_counted(tx, &job, counts, settled, &tally)
         })
         .await
     }
@@ -262,12 +257,7 @@ impl Store {
                     }
                 }
             }
-            counts.apply(&tx, &job)?;
-            tx.commit()?;
-            for (status, size, reason) in settled {
-                tally.record(status, size, reason.as_deref());
-            }
-            Ok(())
+            commit_counted(tx, &job, counts, settled, &tally)
         })
         .await
     }
@@ -364,4 +354,24 @@ impl Store {
         })
         .await
     }
+}
+
+/// Files that reached a final status in a transaction: status, size and reason.
+type Settled = Vec<(FileStatus, u64, Option<String>)>;
+
+/// Commits `tx` with its count changes, then tallies the files it settled for `/metrics`: once
+/// committed, so a rolled-back batch is not counted.
+fn commit_counted(
+    tx: rusqlite::Transaction<'_>,
+    job: &str,
+    counts: CountChanges,
+    settled: Settled,
+    tally: &Tally,
+) -> rusqlite::Result<()> {
+    counts.apply(&tx, job)?;
+    tx.commit()?;
+    for (status, size, reason) in settled {
+        tally.record(status, size, reason.as_deref());
+    }
+    Ok(())
 }
