@@ -29,8 +29,9 @@ before(async () => {
   await moto.enableAuth();
   bifrost = await startBifrost(dir);
   agent = await startAgent(join(dir, 'home'), bifrost, share);
-  const { status } = await api(bifrost, 'POST', '/connectors', { key: agent.key, name: 'Finance server' });
-  assert.equal(status, 201);
+  // The agent waits for authorization once it has reached Bifrost; until then its key is unknown (404).
+  await waitFor('the agent to wait for authorization', async () =>
+    (await api(bifrost, 'POST', '/connectors', { key: agent.key, name: 'Finance server' })).status === 201);
   await waitFor('the connector online', async () => (await api(bifrost, 'GET', '/connectors')).body.some((c) => c.state === 'online'));
   browser = await launch();
   page = await newPage(browser);
