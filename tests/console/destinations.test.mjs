@@ -74,10 +74,10 @@ test('create an S3 destination, see it listed, and Test it', async () => {
   await page.getByRole('link', { name: 'New destination' }).click();
   await page.getByRole('heading', { name: 'New destination' }).waitFor();
   assert.ok(await page.getByRole('radio', { name: 'Amazon S3 or S3-compatible' }).isChecked());
-  await page.getByLabel('Name').fill('Archive');
-  await page.getByLabel('Bucket').fill('archive');
-  await page.getByLabel('Prefix').fill('mover');
-  await page.getByLabel('Endpoint').fill(moto.endpoint);
+  await page.getByLabel('Name', { exact: true }).fill('Archive');
+  await page.getByLabel('Bucket', { exact: true }).fill('archive');
+  await page.getByLabel('Prefix', { exact: true }).fill('mover');
+  await page.getByLabel('Endpoint', { exact: true }).fill(moto.endpoint);
   await page.getByLabel('Region').fill('us-east-1');
   assert.ok(await page.getByLabel(/Path-style addressing/).isChecked(), 'path-style follows a given endpoint');
   await page.getByLabel('Access key ID').fill(keys.id);
@@ -112,7 +112,7 @@ test('a wrong secret fails Test with the service\u2019s answer; a blank secret k
   await row().getByRole('link', { name: 'Edit' }).click();
   await page.getByText('leave blank to keep it').first().waitFor();
   await page.screenshot({ path: join(screenshots, 'destination-edit.png'), fullPage: true });
-  await page.getByLabel('Name').fill('Archive bucket');
+  await page.getByLabel('Name', { exact: true }).fill('Archive bucket');
   await page.getByRole('button', { name: 'Save changes' }).click();
   await row().getByRole('cell', { name: 'Archive bucket', exact: true }).waitFor();
   await testAndSee('ok: list, write and delete work');

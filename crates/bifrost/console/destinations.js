@@ -13,7 +13,7 @@ const FIELDS = {
     { key: 'prefix', label: 'Prefix', hint: 'Optional: every object goes under it, such as migration/2026.' },
     { key: 'endpoint', label: 'Endpoint', placeholder: 'https://s3.example.com', hint: 'Empty for Amazon S3; the URL of an S3-compatible service otherwise.' },
     { key: 'region', label: 'Region', placeholder: 'us-east-1', hint: 'The region requests are signed for; us-east-1 when empty.' },
-    { key: 'path_style', label: 'Path-style addressing (endpoint/bucket/key)', type: 'check', hint: 'Most S3-compatible services (MinIO, Ceph, moto) want it.' },
+    { key: 'path_style', label: 'Path-style addressing', type: 'check', hint: 'Requests go to ENDPOINT/BUCKET/KEY rather than BUCKET.ENDPOINT/KEY, as most S3-compatible services (MinIO, Ceph, moto) want. On by default when an endpoint is given.' },
     { key: 'access_key_id', label: 'Access key ID', type: 'secret' },
     { key: 'secret_access_key', label: 'Secret access key', type: 'secret' },
   ],
