@@ -44,17 +44,22 @@ export function destinationsView(main) {
     }
     fill(table, h('div', { class: 'table-wrap' }, h('table', { id: 'destinations' },
       h('thead', {}, h('tr', {}, ['Name', 'Kind', 'Bucket or container', 'Prefix', 'Endpoint', 'Test', 'Actions'].map((t) => h('th', { scope: 'col', class: t === 'Endpoint' ? 'hide-narrow' : null }, t)))),
-      h('tbody', {}, list.map((d) => h('tr', { 'data-id': d.id },
-        h('td', {}, d.name),
-        h('td', {}, kindLabel(d.kind)),
-        h('td', { class: 'path' }, containerOf(d)),
-        h('td', { class: 'path' }, d.prefix || h('span', { class: 'muted' }, '(none)')),
-        h('td', { class: 'path hide-narrow' }, d.endpoint || h('span', { class: 'muted' }, 'default')),
-        h('td', { class: 'test-result', role: 'status' }, testResult(d.id)),
-        h('td', {}, h('div', { class: 'row' },
-          h('button', { type: 'button', 'data-key': `test-${d.id}`, onclick: () => test(d), disabled: state.destTests.get(d.id)?.pending }, 'Test'),
-          h('a', { class: 'button', 'data-key': `edit-${d.id}`, href: `#/destinations/${encodeURIComponent(d.id)}` }, 'Edit'),
-          h('button', { type: 'button', class: 'danger', 'data-key': `delete-${d.id}`, onclick: () => remove(d) }, 'Delete')))))))));
+      h('tbody', {}, list.map((d) => {
+        const r = state.destTests.get(d.id);
+        return [h('tr', { 'data-id': d.id, class: r && r.error ? 'has-detail' : null },
+          h('td', {}, d.name),
+          h('td', {}, kindLabel(d.kind)),
+          h('td', { class: 'path' }, containerOf(d)),
+          h('td', { class: 'path' }, d.prefix || h('span', { class: 'muted' }, '(none)')),
+          h('td', { class: 'path hide-narrow' }, d.endpoint || h('span', { class: 'muted' }, 'default')),
+          h('td', { class: 'test-result', role: 'status' }, testBadge(r)),
+          h('td', {}, h('div', { class: 'row nowrap' },
+            h('button', { type: 'button', 'data-key': `test-${d.id}`, onclick: () => test(d), disabled: r && r.pending }, 'Test'),
+            h('a', { class: 'button', 'data-key': `edit-${d.id}`, href: `#/destinations/${encodeURIComponent(d.id)}` }, 'Edit'),
+            h('button', { type: 'button', class: 'danger', 'data-key': `delete-${d.id}`, onclick: () => remove(d) }, 'Delete')))),
+        // The service's own words, on a line of their own under the destination.
+        r && r.error ? h('tr', { class: 'detail', 'data-for': d.id }, h('td', { colspan: 7, class: 'error test-error', role: 'alert' }, r.error)) : null];
+      }))));
   };
 
   async function test(d) {
@@ -83,12 +88,11 @@ export function destinationsView(main) {
   return null;
 }
 
-function testResult(id) {
-  const r = state.destTests.get(id);
+function testBadge(r) {
   if (!r) return h('span', { class: 'muted' }, 'not tested');
   if (r.pending) return h('span', { class: 'muted' }, 'Testing…');
-  if (r.ok) return h('span', { class: 'badge completed' }, 'ok: list, write and delete work');
-  return h('span', { class: 'error' }, r.error || 'failed');
+  if (r.ok) return h('span', { class: 'badge completed', title: 'Listing, writing and deleting a small object all worked' }, 'ok');
+  return h('span', { class: 'badge failed' }, 'failed');
 }
 
 // Create (`id` null) or edit a destination.
@@ -109,7 +113,7 @@ export function destinationFormView(main, id) {
     }
     const secret = f.type === 'secret';
     const el = h('input', {
-      type: secret ? 'password' : 'text', id: fid, value: secret ? '' : (values[f.key] ?? ''), placeholder: f.placeholder || null,
+      type: secret ? 'password' : 'text', id: fid, value: secret ? '' : (values[f.key] ?? ''), placeholder: secret && editing ? '(stored)' : (f.placeholder || null),
       required: f.required || (secret && !editing), autocomplete: secret ? 'new-password' : 'off', spellcheck: false,
       oninput: (ev) => {
         values[f.key] = ev.target.value;
