@@ -59,7 +59,7 @@ export function destinationsView(main) {
             h('button', { type: 'button', class: 'danger', 'data-key': `delete-${d.id}`, onclick: () => remove(d) }, 'Delete')))),
         // The service's own words, on a line of their own under the destination.
         r && r.error ? h('tr', { class: 'detail', 'data-for': d.id }, h('td', { colspan: 7, class: 'error test-error', role: 'alert' }, r.error)) : null];
-      }))));
+      })))));
   };
 
   async function test(d) {
