@@ -157,6 +157,8 @@ test('a transfer into the stored destination, its path chosen in the prefix brow
     const { body: j } = await api(bifrost, 'GET', `/jobs/${jobId}`);
     return done.includes(j.state) ? j : null;
   }, 60000);
+  await page.locator(`.badge.${job.state}`).first().waitFor();
+  await page.screenshot({ path: join(screenshots, 'job-objects.png'), fullPage: true });
   if (job.state !== 'completed') {
     const { body: report } = await api(bifrost, 'GET', `/jobs/${jobId}/files`);
     assert.fail(`the transfer ended ${job.state} (${job.reason || 'no reason'}): ${JSON.stringify(report.files.map((f) => [f.destination, f.status, f.reason]))}`);
@@ -167,6 +169,7 @@ test('a transfer into the stored destination, its path chosen in the prefix brow
   await files.getByRole('cell', { name: 'mover/migration/Finance/2026/Q1/report.txt', exact: true }).waitFor();
   await files.getByRole('cell', { name: 'mover/migration/Finance/readme.txt', exact: true }).waitFor();
   await page.screenshot({ path: join(screenshots, 'job-objects.png'), fullPage: true });
+  await page.locator('p', { hasText: 'into Archive bucket (S3): archive/mover/migration/' }).waitFor();
   // What landed, read back through Bifrost's own browse of the bucket.
   const { body } = await api(bifrost, 'GET', `/destinations/${destId}/browse?prefix=migration/Finance/2026/Q1`);
   assert.deepEqual(body.objects.map((o) => [o.key, o.size]), [['migration/Finance/2026/Q1/report.txt', 13]]);

@@ -76,7 +76,7 @@ export async function renameConnector(c) {
 export async function revokeConnector(c) {
   const done = await dialog(`Revoke ${c.name}?`,
     h('p', {}, 'The agent is disconnected at once and its key stops working here. Its transfers stop. To use the agent again, reset its key and authorize the new one.'),
-    { submit: 'Revoke', danger: true, onSubmit: () => api('DELETE', `/connectors/${encodeURIComponent(c.id)}`) });
+    { submit: 'Revoke', danger: true, onSubmit: async () => { await api('DELETE', `/connectors/${encodeURIComponent(c.id)}`); return true; } });
   if (done !== null) { state.connectors = await api('GET', '/connectors'); if (state.render) state.render('connectors'); }
 }
 

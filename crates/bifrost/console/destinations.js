@@ -74,7 +74,7 @@ export function destinationsView(main) {
   async function remove(d) {
     const done = await dialog(`Delete ${d.name}?`,
       h('p', {}, 'Bifrost forgets this destination and its credentials. Objects already copied stay where they are; a transfer still running into it must finish or be cancelled first.'),
-      { submit: 'Delete', danger: true, onSubmit: () => api('DELETE', `/destinations/${encodeURIComponent(d.id)}`) });
+      { submit: 'Delete', danger: true, onSubmit: async () => { await api('DELETE', `/destinations/${encodeURIComponent(d.id)}`); return true; } });
     if (done === null) return;
     state.destTests.delete(d.id);
     await loadDestinations();
