@@ -94,6 +94,15 @@ test('create an S3 destination, see it listed, and Test it', async () => {
   destId = await r.getAttribute('data-id');
   await testAndSee('ok');
   await page.screenshot({ path: join(screenshots, 'destinations.png') });
+  // A narrow window scrolls the table, not the page.
+  const narrow = await newPage(browser, { width: 390, height: 800 });
+  await signIn(narrow, bifrost);
+  await narrow.goto(bifrost.url + '/#/destinations');
+  await narrow.locator('#destinations').getByText('Archive').waitFor();
+  const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than a narrow window`);
+  assert.deepEqual(narrow.errors, []);
+  await narrow.context().close();
   const { body } = await api(bifrost, 'GET', '/destinations');
   assert.equal(body.length, 1);
   assert.ok(!JSON.stringify(body).includes(keys.secret), 'the API never returns the secret');

@@ -69,6 +69,12 @@ export function baseName(p) {
   return t.slice(Math.max(t.lastIndexOf('/'), t.lastIndexOf('\\')) + 1) || p;
 }
 
+// A path or object key that may wrap after each `/` or `\\` rather than inside a name.
+export function breakable(p) {
+  const parts = String(p ?? '').split(/(?<=[\\/])/);
+  return parts.flatMap((part, i) => (i ? [document.createElement('wbr'), part] : [part]));
+}
+
 export function showError(e) {
   const box = $('#alert');
   fill(box, 
