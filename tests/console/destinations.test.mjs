@@ -98,7 +98,7 @@ test('create an S3 destination, see it listed, and Test it', async () => {
   const narrow = await newPage(browser, { width: 390, height: 800 });
   await signIn(narrow, bifrost);
   await narrow.goto(bifrost.url + '/#/destinations');
-  await narrow.locator('#destinations').getByText('Archive').waitFor();
+  await narrow.locator('#destinations').getByText('Archive', { exact: true }).waitFor();
   const overflow = await narrow.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than a narrow window`);
   assert.deepEqual(narrow.errors, []);
