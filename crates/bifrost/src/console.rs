@@ -10,19 +10,26 @@ use http::{header, HeaderValue};
 use crate::App;
 
 const INDEX: &str = include_str!("../console/index.html");
+/// One embedded module: its name under `/assets/` and its text.
+macro_rules! module {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../console/", $name)))
+    };
+}
+
 /// The console's ES modules, served at `/assets/NAME` (`app.js` imports the others).
 const MODULES: &[(&str, &str)] = &[
-    ("app.js", include_str!("../console/app.js")),
-    ("api.js", include_str!("../console/api.js")),
-    ("ui.js", include_str!("../console/ui.js")),
-    ("browser.js", include_str!("../console/browser.js")),
-    ("connectors.js", include_str!("../console/connectors.js")),
-    ("wizard.js", include_str!("../console/wizard.js")),
-    ("where.js", include_str!("../console/where.js")),
-    ("mappings.js", include_str!("../console/mappings.js")),
-    ("jobs.js", include_str!("../console/jobs.js")),
-    ("destinations.js", include_str!("../console/destinations.js")),
-    ("objects.js", include_str!("../console/objects.js")),
+    module!("app.js"),
+    module!("api.js"),
+    module!("ui.js"),
+    module!("browser.js"),
+    module!("connectors.js"),
+    module!("wizard.js"),
+    module!("where.js"),
+    module!("mappings.js"),
+    module!("jobs.js"),
+    module!("destinations.js"),
+    module!("objects.js"),
 ];
 const APP_CSS: &str = include_str!("../console/app.css");
 const ICON: &str = include_str!("../console/icon.svg");
@@ -110,10 +117,16 @@ mod tests {
             }
         }
         for name in &named {
-            assert!(served.contains(&name.as_str()), "{name} is imported but not served");
+            assert!(
+                served.contains(&name.as_str()),
+                "{name} is imported but not served"
+            );
         }
         for name in served.iter().filter(|n| **n != "app.js") {
-            assert!(named.iter().any(|x| x == name), "{name} is served but never imported");
+            assert!(
+                named.iter().any(|x| x == name),
+                "{name} is served but never imported"
+            );
         }
     }
 }
