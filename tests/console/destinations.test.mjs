@@ -195,3 +195,33 @@ test('delete the destination, with a confirmation', async () => {
   assert.deepEqual(body, []);
   noErrors();
 });
+
+test('an Azure Blob destination: its own form, a refused field, and a Test that cannot connect', async () => {
+  await page.getByRole('link', { name: 'New destination' }).click();
+  await page.getByRole('radio', { name: 'Azure Blob Storage' }).check();
+  await page.getByLabel('Name', { exact: true }).fill('Blob archive');
+  await page.getByLabel('Storage account').fill('devstoreaccount1');
+  await page.getByLabel('Container').fill('migration');
+  // Nothing listens on port 9 of this machine.
+  await page.getByLabel('Endpoint', { exact: true }).fill('http://127.0.0.1:9/devstoreaccount1');
+  await page.getByLabel('Account key').fill('not base64!');
+  page.expectStatus = 400;
+  await page.getByRole('button', { name: 'Add destination' }).click();
+  await page.locator('#destination-error', { hasText: 'not base64' }).waitFor();
+  page.expectStatus = null;
+  await page.getByLabel('Account key').fill('RmFrZSBrZXkgZm9yIGEgdGVzdA==');
+  await page.getByRole('button', { name: 'Add destination' }).click();
+  const blob = page.locator('#destinations tbody tr[data-id]', { hasText: 'Blob archive' });
+  await blob.getByRole('cell', { name: 'Azure Blob', exact: true }).waitFor();
+  await blob.getByRole('cell', { name: 'devstoreaccount1/migration', exact: true }).waitFor();
+  await blob.getByRole('button', { name: 'Test' }).click();
+  await blob.locator('.test-result .badge', { hasText: 'failed' }).waitFor({ timeout: 30000 });
+  const id = await blob.getAttribute('data-id');
+  const shown = await page.locator(`tr.detail[data-for="${id}"]`).textContent();
+  assert.match(shown, /^list failed: /, shown);
+  const { body } = await api(bifrost, 'GET', `/destinations/${id}`);
+  assert.equal(body.kind, 'azure_blob');
+  assert.equal(body.endpoint, 'http://127.0.0.1:9/devstoreaccount1');
+  assert.equal((await api(bifrost, 'DELETE', `/destinations/${id}`)).status, 204);
+  noErrors();
+});

@@ -35,7 +35,7 @@ export function reviewTo(w) {
 }
 
 function radio(name, value, checked, label, onchange) {
-  return h('div', {}, h('label', {}, h('input', { type: 'radio', name, value, checked, onchange }), ' ', label));
+  return h('div', {}, h('label', {}, h('input', { type: 'radio', name, value, checked, onchange, 'data-key': `${name}-${value}` }), ' ', label));
 }
 
 // The step's content; `redraw` draws the step again after a choice that changes its shape.
@@ -49,7 +49,7 @@ export function destinationStep(w, { error, redraw }) {
 
 function folderPart(w, error, redraw) {
   const dest = h('input', { type: 'text', id: 'destination', value: w.destination, placeholder: '/srv/migration', oninput: (ev) => { w.destination = ev.target.value; } });
-  const modeRadio = (value, label, hint) => h('div', {}, h('label', {}, h('input', { type: 'radio', name: 'mode', value, checked: w.mode === value,
+  const modeRadio = (value, label, hint) => h('div', {}, h('label', {}, h('input', { type: 'radio', name: 'mode', value, checked: w.mode === value, 'data-key': `mode-${value}`,
     onchange: () => { w.mode = value; redraw(); } }), ' ', label), h('div', { class: 'hint muted' }, hint));
   return [
     h('div', { class: 'field' }, h('label', { for: 'destination' }, 'Destination folder on the Bifrost machine'), dest,
@@ -74,7 +74,7 @@ function storedPart(w, redraw) {
   }
   if (!findDestination(w.destId)) { w.destId = list[0].id; w.destPath = ''; }
   const d = findDestination(w.destId);
-  const select = h('select', { id: 'dest-id', onchange: (ev) => { w.destId = ev.target.value; w.destPath = ''; redraw(); } },
+  const select = h('select', { id: 'dest-id', 'data-key': 'dest-id', onchange: (ev) => { w.destId = ev.target.value; w.destPath = ''; redraw(); } },
     Object.entries(KINDS).map(([kind, k]) => {
       const of = list.filter((x) => x.kind === kind);
       return of.length ? h('optgroup', { label: k.long }, of.map((x) => h('option', { value: x.id, selected: x.id === w.destId },

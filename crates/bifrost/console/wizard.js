@@ -1,7 +1,7 @@
 // The transfer wizard: source connector, what to copy, where to (where.js), options, review.
 
 import { state, api, connectorName, findConnector } from './api.js';
-import { h, fill, bytes } from './ui.js';
+import { h, fill, bytes, keepFocus } from './ui.js';
 import { browser } from './browser.js';
 import { destinationStep, checkDestination, destinationOf, reviewTo } from './where.js';
 
@@ -86,7 +86,7 @@ export function wizardView(main) {
         fill(body, h('h2', {}, 'Choose folders and files'), count, view);
       }
     } else if (w.step === 3) {
-      fill(body, destinationStep(w, { error, redraw: draw }));
+      fill(body, destinationStep(w, { error, redraw: () => keepFocus(draw) }));
     } else if (w.step === 4) {
       const field = (id, label, input, hint) => h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('span', { class: 'hint' }, hint) : null);
       fill(body, h('h2', {}, 'Options'),
