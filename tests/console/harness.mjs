@@ -127,6 +127,7 @@ const tools = process.env.MOVER_TOOLS || join(homedir(), '.cache', 'mover-tools'
 // A moto S3 server of its own on a port the kernel picks. Until `enableAuth` it checks no
 // signature, so buckets and objects are planted with unsigned requests.
 export async function startMoto() {
+  if (!existsSync(join(tools, 'venv', 'bin', 'moto_server'))) throw new Error(`${tools}/venv/bin/moto_server is missing: run scripts/setup first`);
   const { child, lines } = await start(join(tools, 'venv', 'bin', 'moto_server'), ['-H', '127.0.0.1', '-p', '0'], {},
     (l) => l.some((x) => /Running on http:\/\/127\.0\.0\.1:\d+/.test(x)));
   const endpoint = lines.map((x) => x.match(/Running on (http:\/\/127\.0\.0\.1:\d+)/)).find(Boolean)[1];
