@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn keys_over_the_limit_fail_alone() {
-        let long = format!("/{}", "a".repeat(MAX_KEY_BYTES));
+        let long = format!("/{}", "a".repeat(MAX_KEY_BYTES + 1));
         assert!(matches!(
             key("", &RawPath::new(&long), true),
             Err(CopyError::Limit(_))
