@@ -37,7 +37,10 @@ function start(cmd, args, env, ready) {
       if (ready(lines)) { clearTimeout(timer); resolvePromise({ child, lines }); }
     };
     child.stdout.on('data', onData);
-    child.stderr.on('data', (d) => { lines.push(...String(d).split('\n').filter(Boolean)); });
+    child.stderr.on('data', (d) => {
+      lines.push(...String(d).split('\n').filter(Boolean));
+      if (ready(lines)) { clearTimeout(timer); resolvePromise({ child, lines }); }
+    });
     child.on('exit', (code) => { children.delete(child); clearTimeout(timer); if (code !== null && code !== 0) reject(new Error(`${cmd} exited with ${code}: ${lines.join('\n')}`)); });
   });
 }
@@ -117,3 +120,54 @@ export async function waitFor(what, fn, timeout = 30000) {
 }
 
 export const screenshots = join(repo, 'docs', 'screenshots');
+
+// Where scripts/setup put the object-store emulators.
+const tools = process.env.MOVER_TOOLS || join(homedir(), '.cache', 'mover-tools');
+
+// A moto S3 server of its own on a port the kernel picks. Until `enableAuth` it checks no
+// signature, so buckets and objects are planted with unsigned requests.
+export async function startMoto() {
+  if (!existsSync(join(tools, 'venv', 'bin', 'moto_server'))) throw new Error(`${tools}/venv/bin/moto_server is missing: run scripts/setup first`);
+  const { child, lines } = await start(join(tools, 'venv', 'bin', 'moto_server'), ['-H', '127.0.0.1', '-p', '0'], {},
+    (l) => l.some((x) => /Running on http:\/\/127\.0\.0\.1:\d+/.test(x)));
+  const endpoint = lines.map((x) => x.match(/Running on (http:\/\/127\.0\.0\.1:\d+)/)).find(Boolean)[1];
+  const put = async (path, body) => {
+    const res = await fetch(`${endpoint}/${path}`, { method: 'PUT', body: body ?? '' });
+    if (res.status !== 200) throw new Error(`PUT ${path}: ${res.status} ${await res.text()}`);
+  };
+  return {
+    child, endpoint,
+    createBucket: (bucket) => put(bucket),
+    putObject: (bucket, key, body) => put(`${bucket}/${key}`, body),
+    // An IAM user allowed s3:*, made with boto3 while moto checks nothing; its key pair comes
+    // back on a pipe, never on a command line.
+    iamUser: () => new Promise((resolvePromise, reject) => {
+      const script = `
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+iam.create_user(UserName="mover")
+iam.put_user_policy(UserName="mover", PolicyName="s3", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+k = iam.create_access_key(UserName="mover")["AccessKey"]
+print(json.dumps({"id": k["AccessKeyId"], "secret": k["SecretAccessKey"]}))
+`;
+      const py = spawn(join(tools, 'venv', 'bin', 'python'), ['-c', script, endpoint], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '', err = '';
+      py.stdout.on('data', (d) => { out += d; });
+      py.stderr.on('data', (d) => { err += d; });
+      py.on('exit', (code) => (code === 0 ? resolvePromise(JSON.parse(out)) : reject(new Error(`iam user: ${err}`))));
+    }),
+    // From now on moto checks every request's signature against its IAM users.
+    enableAuth: async () => {
+      const res = await fetch(`${endpoint}/moto-api/reset-auth`, { method: 'POST', body: '0' });
+      if (res.status !== 200) throw new Error(`reset-auth: ${res.status} ${await res.text()}`);
+    },
+  };
+}
+
+// Signs `page` in with the admin token through the sign-in form.
+export async function signIn(page, bifrost) {
+  await page.goto(bifrost.url + '/');
+  await page.getByLabel('Admin token').fill(bifrost.token);
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Connectors' }).waitFor();
+}

@@ -10,7 +10,27 @@ use http::{header, HeaderValue};
 use crate::App;
 
 const INDEX: &str = include_str!("../console/index.html");
-const APP_JS: &str = include_str!("../console/app.js");
+/// One embedded module: its name under `/assets/` and its text.
+macro_rules! module {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../console/", $name)))
+    };
+}
+
+/// The console's ES modules, served at `/assets/NAME` (`app.js` imports the others).
+const MODULES: &[(&str, &str)] = &[
+    module!("app.js"),
+    module!("api.js"),
+    module!("ui.js"),
+    module!("browser.js"),
+    module!("connectors.js"),
+    module!("wizard.js"),
+    module!("where.js"),
+    module!("mappings.js"),
+    module!("jobs.js"),
+    module!("destinations.js"),
+    module!("objects.js"),
+];
 const APP_CSS: &str = include_str!("../console/app.css");
 const ICON: &str = include_str!("../console/icon.svg");
 
@@ -42,14 +62,17 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// `/` and the console's assets.
 pub fn router() -> Router<Arc<App>> {
-    Router::new()
+    let mut router = Router::new();
+    for &(name, body) in MODULES {
+        router = router.route(
+            &format!("/assets/{name}"),
+            get(move || async move { asset("text/javascript; charset=utf-8", body) }),
+        );
+    }
+    router
         .route(
             "/",
             get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/assets/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
         )
         .route(
             "/assets/app.css",
@@ -69,10 +92,41 @@ mod tests {
     fn assets_carry_valid_security_headers() {
         for (ct, body) in [
             ("text/html; charset=utf-8", INDEX),
-            ("text/javascript; charset=utf-8", APP_JS),
+            ("text/javascript; charset=utf-8", MODULES[0].1),
         ] {
             let res = asset(ct, body);
             assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], CSP);
+        }
+    }
+
+    /// Every module a module imports, and every module `index.html` preloads, is served.
+    #[test]
+    fn every_imported_module_is_served() {
+        let served: Vec<&str> = MODULES.iter().map(|(n, _)| *n).collect();
+        let mut named = Vec::new();
+        for (_, body) in MODULES {
+            for line in body.lines().filter(|l| l.starts_with("import ")) {
+                let from = line.rsplit("from './").next().unwrap_or_default();
+                named.push(from.trim_end_matches("';").to_owned());
+            }
+        }
+        for part in INDEX.split("href=\"/assets/").skip(1) {
+            let name = part.split('"').next().unwrap_or_default();
+            if name.ends_with(".js") {
+                named.push(name.to_owned());
+            }
+        }
+        for name in &named {
+            assert!(
+                served.contains(&name.as_str()),
+                "{name} is imported but not served"
+            );
+        }
+        for name in served.iter().filter(|n| **n != "app.js") {
+            assert!(
+                named.iter().any(|x| x == name),
+                "{name} is served but never imported"
+            );
         }
     }
 }
