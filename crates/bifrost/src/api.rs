@@ -2,7 +2,7 @@
 
 mod connectors;
 mod events;
-pub(crate) mod jobs;
+mod jobs;
 mod session;
 pub mod wrong_token;
 
@@ -198,28 +198,4 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/updates/{name}", get(crate::releases::serve))
         .merge(crate::console::router())
         .with_state(app)
-}
-
-/// Counts what a walk over `targets` finds, giving up after two minutes.
-pub(crate) async fn count(
-    client: &crate::agent_client::AgentClient,
-    targets: &[crate::walk::Target],
-    filter: &crate::walk::Filter,
-) -> Result<crate::walk::Counter, ApiError> {
-    use crate::walk::{walk, Counter, WalkError};
-    let mut counter = Counter::default();
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        walk(client, targets, filter, &mut counter),
-    )
-    .await
-    {
-        Ok(Ok(())) => Ok(counter),
-        Ok(Err(WalkError::Agent(e))) => Err(e.into()),
-        Ok(Err(WalkError::Store(e))) => Err(e.into()),
-        Err(_) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "too many files to count in two minutes; choose a smaller folder",
-        )),
-    }
 }

@@ -48,6 +48,15 @@ pub fn dest_root(path: &str, what: &'static str) -> Result<String, LayoutError> 
     Ok(out)
 }
 
+/// The root a job's destination names, as an absolute path: a folder's own path, or for a
+/// stored destination its path inside, under a virtual `/` (the destination maps it to keys).
+pub fn root_of(destination: &Destination) -> Result<String, LayoutError> {
+    match destination {
+        Destination::Folder { path } => dest_root(path, "destination"),
+        Destination::Stored { path, .. } => dest_root(&format!("/{path}"), "destination path"),
+    }
+}
+
 /// The name a source lands under: its last component, split the way its agent's platform
 /// splits paths, and a safe name there.
 pub fn source_name(source: &str) -> Result<RawPath, LayoutError> {
@@ -84,8 +93,7 @@ pub fn targets(sources: &[String], destination: &Destination, mappings: &[Mappin
             })
             .collect();
     }
-    let Destination::Folder { path } = destination;
-    let Ok(root) = dest_root(path, "destination") else {
+    let Ok(root) = root_of(destination) else {
         return Vec::new();
     };
     let root = RawPath::new(&root);
@@ -104,8 +112,7 @@ pub fn targets(sources: &[String], destination: &Destination, mappings: &[Mappin
 /// The folders a job may write in: its destination, or each mapping's.
 pub fn roots(destination: &Destination, mappings: &[Mapping]) -> Vec<RawPath> {
     if mappings.is_empty() {
-        let Destination::Folder { path } = destination;
-        return dest_root(path, "destination")
+        return root_of(destination)
             .map(|r| vec![RawPath::new(&r)])
             .unwrap_or_default();
     }

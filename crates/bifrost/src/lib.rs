@@ -4,12 +4,14 @@
 pub mod agent_client;
 pub mod api;
 pub mod bucket;
+pub mod connectors;
 pub mod console;
 pub mod dest;
 pub mod engine;
 pub mod failure;
 pub mod gate;
 pub mod idle;
+pub mod jobs;
 pub mod layout;
 pub mod metrics;
 pub mod raw_path;

@@ -1,8 +1,12 @@
 //! Bifrost's embedded SQLite database: connectors, jobs and per-file results.
 
+mod counts;
+mod files;
 mod jobs;
 
-pub use jobs::{Counts, FileUpdate, JobRow, NewFile, PendingFile, Plan};
+pub use counts::Counts;
+pub use files::{FileUpdate, NewFile, PendingFile};
+pub use jobs::{JobRow, Plan};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -82,7 +86,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS job_files_seq ON job_files (job, seq);
 ";
 
 /// Per job and status, how many files and bytes `job_files` holds, changed by the store in the
-/// same transaction as the files (`jobs::CountChanges`): counting 20,000 rows took 12 ms, and a
+/// same transaction as the files (`counts::CountChanges`): counting 20,000 rows took 12 ms, and a
 /// console polling a running job held the database that long at every refresh. Filled from
 /// `job_files` when a database from before it is opened.
 const COUNTS: &str = "
@@ -143,6 +147,7 @@ impl Store {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::dest::object::SCHEMA)?;
         // Checked inside the write transaction: two processes opening an older database at
         // once fill the counts once.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

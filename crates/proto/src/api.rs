@@ -67,6 +67,13 @@ pub enum Destination {
         /// Absolute path of the folder.
         path: String,
     },
+    /// A folder or prefix inside a destination stored in Bifrost (`/api/v1/destinations`).
+    Stored {
+        /// The stored destination's id.
+        id: String,
+        /// The folder or prefix inside it (`""` for its top).
+        path: String,
+    },
 }
 
 /// One source folder copied into its own destination folder (home-drives mode).

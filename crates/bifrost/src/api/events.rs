@@ -27,11 +27,11 @@ pub async fn events(
                 _ = tick.tick() => {}
                 _ = tx.closed() => return,
             }
-            let connectors = super::connectors::all(&app)
+            let connectors = crate::connectors::all(&app)
                 .await
                 .ok()
                 .and_then(|c| serde_json::to_string(&c).ok());
-            let jobs = super::jobs::all(&app)
+            let jobs = crate::jobs::all(&app)
                 .await
                 .ok()
                 .and_then(|j| serde_json::to_string(&j).ok());

@@ -8,6 +8,7 @@
 //! part, then `commit` or `abort`).
 
 pub mod folder;
+pub mod object;
 
 use std::collections::BTreeMap;
 use std::future::Future;

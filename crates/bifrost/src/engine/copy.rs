@@ -149,6 +149,11 @@ async fn copy_inner<D: Destination>(
     // Sizes were checked as they were listed; a database from before that check is not trusted.
     limits::file_size(file.size).map_err(|e| CopyError::Limit(e.to_string()))?;
     if file.dest.0.ends_with(b"/") {
+        if !dest.caps().empty_folders {
+            return Ok(Copied::Skipped {
+                reason: "an empty folder: this destination keeps no folders".into(),
+            });
+        }
         if dest.folder(&file.dest).await? {
             return Ok(Copied::Skipped {
                 reason: "folder already at the destination".into(),

@@ -1,0 +1,482 @@
+//! Object storage (S3, Azure Blob, GCS through object_store): small files put whole, many at
+//! once; files up to [`STREAM_MAX`] buffered and put in one request; bigger ones as multipart
+//! uploads whose parts are the engine's parts, journaled in the database as the service takes
+//! them. Each object carries the source's modification time and BLAKE3 in its metadata.
+
+pub mod azure;
+mod journal;
+pub mod keys;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::multipart::MultipartStore;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+};
+
+use super::{Caps, Destination, Done, Existing, Journal, Layout, Removed, Resume, Whole};
+use crate::failure::CopyError;
+use crate::raw_path::RawPath;
+pub use journal::SCHEMA;
+use journal::{Begun, Part};
+use keys::Key;
+use service::failure;
+
+/// Files up to this size are read whole and put in batches.
+const WHOLE_MAX: u64 = 1 << 20;
+/// Files up to this size are buffered and put in one request; bigger ones go in parts.
+pub const STREAM_MAX: u64 = 8 << 20;
+/// The smallest part (S3 takes 5 MiB and up, but for the last).
+pub const MIN_PART: u64 = 8 << 20;
+/// The most parts an upload may have (S3's limit; Azure takes 50,000 blocks).
+pub const MAX_PARTS: u64 = 10_000;
+/// Whole files put at once.
+const PUTS_AT_ONCE: usize = 16;
+
+/// The part size for a file of `size` bytes: [`MIN_PART`] doubled until at most [`MAX_PARTS`]
+/// parts cover it (1 GiB parts for 5 TiB). A power of two, so parts follow the BLAKE3 tree.
+pub fn part_size(size: u64) -> u64 {
+    let mut p = MIN_PART;
+    while size.div_ceil(p) > MAX_PARTS {
+        p *= 2;
+    }
+    p
+}
+
+/// Where a job's objects go.
+pub struct Bucket {
+    /// `s3`, `azure_blob` or `gcs`.
+    pub kind: &'static str,
+    /// Whole objects.
+    pub store: Arc<dyn ObjectStore>,
+    /// Multipart uploads.
+    pub multipart: Arc<dyn MultipartStore>,
+    /// Keys start with this (no `/` at either end), or `""`.
+    pub prefix: String,
+    /// The destination's id, for the journal.
+    pub id: String,
+    /// Sets an object's metadata after its upload completes, where creating the upload cannot.
+    pub metadata: Option<Arc<dyn SetMetadata>>,
+}
+
+/// Sets metadata on an existing object (Azure's Set Blob Metadata).
+pub trait SetMetadata: Send + Sync {
+    /// Sets `attributes` on the object at `key`.
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        attributes: object_store::Attributes,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), CopyError>>;
+}
+
+/// A job's object destination.
+pub struct Objects {
+    bucket: Bucket,
+    journal: journal::Journal,
+}
+
+/// A file being written.
+pub struct Upload {
+    key: Key,
+    path: Path,
+    way: Way,
+}
+
+enum Way {
+    /// Held until the commit puts it.
+    Buffered(Mutex<Vec<Bytes>>),
+    /// A multipart upload.
+    Parts {
+        begun: Begun,
+        parts: tokio::sync::Mutex<BTreeMap<u64, Part>>,
+    },
+}
+
+/// One stream of bytes: a part, or the whole file.
+pub struct Writer {
+    at: u64,
+    len: u64,
+    chunks: Vec<Bytes>,
+}
+
+impl Objects {
+    /// The destination of job `job` in `bucket`.
+    pub fn new(bucket: Bucket, store: crate::store::Store, job: &str) -> Self {
+        let journal = journal::Journal {
+            store,
+            job: job.to_owned(),
+            destination: bucket.id.clone(),
+        };
+        Self { bucket, journal }
+    }
+
+    fn key(&self, dest: &RawPath) -> Result<Key, CopyError> {
+        keys::key(&self.bucket.prefix, dest, self.bucket.kind != "azure_blob")
+    }
+
+    /// Aborts the multipart uploads this job left open (cancelled, or finished with files
+    /// failed): the service would keep, and bill, their parts.
+    pub async fn abort_left(&self) -> Result<usize, CopyError> {
+        let left = self.journal.left().await?;
+        for (row, key, id) in &left {
+            if let Ok(path) = Path::parse(key) {
+                let _ = self.bucket.multipart.abort_multipart(&path, id).await;
+            }
+            self.journal.end(*row).await?;
+        }
+        Ok(left.len())
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        payload: PutPayload,
+        attributes: object_store::Attributes,
+    ) -> Result<(), CopyError> {
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        self.bucket
+            .store
+            .put_opts(&key.path()?, payload, opts)
+            .await
+            .map_err(|e| failure("put", e))?;
+        Ok(())
+    }
+}
+
+impl Destination for Objects {
+    type Upload = Upload;
+    type Writer = Writer;
+
+    fn caps(&self) -> Caps {
+        Caps {
+            sparse: false,
+            mtime: true,
+            empty_folders: false,
+            non_utf8_names: false,
+            checksum: match self.bucket.kind {
+                "s3" => "SHA-256 of each request (x-amz-checksum-sha256), BLAKE3 at Bifrost",
+                _ => "BLAKE3 at Bifrost",
+            },
+            resume_at_byte: false,
+            whole_max: WHOLE_MAX,
+        }
+    }
+
+    fn shown(&self, dest: &RawPath) -> String {
+        self.key(dest)
+            .map(|k| k.text)
+            .unwrap_or_else(|_| dest.lossy())
+    }
+
+    async fn plan(&self, dest: &RawPath) -> Result<Option<Existing>, CopyError> {
+        let path = self.key(dest)?.path()?;
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        match self.bucket.store.get_opts(&path, head).await {
+            Ok(r) => Ok(Some(Existing {
+                is_file: true,
+                size: r.meta.size,
+                modified: keys::mtime_of(&r.attributes),
+                blake3: keys::blake3_of(&r.attributes),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failure("look up", e)),
+        }
+    }
+
+    async fn content_hash(
+        &self,
+        dest: &RawPath,
+        existing: &Existing,
+    ) -> Result<Option<String>, CopyError> {
+        if let Some(b) = &existing.blake3 {
+            return Ok(Some(b.clone()));
+        }
+        // An object another tool wrote: read it back to hash it.
+        let path = self.key(dest)?.path()?;
+        let got = self
+            .bucket
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| failure("read", e))?;
+        let mut stream = got.into_stream();
+        let mut h = blake3::Hasher::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| failure("read", e))? {
+            h.update(&chunk);
+        }
+        Ok(Some(h.finalize().to_hex().to_string()))
+    }
+
+    async fn keep_time(&self, _dest: &RawPath, _modified: time::OffsetDateTime) {
+        // Metadata cannot change without writing the object again: the next run compares the
+        // content again instead.
+    }
+
+    async fn folder(&self, _dest: &RawPath) -> Result<bool, CopyError> {
+        // Object stores have no folders; an empty one is not kept (caps.empty_folders).
+        Ok(true)
+    }
+
+    async fn put_whole(&self, files: Vec<Whole>, journal: &Journal) -> Vec<Result<(), CopyError>> {
+        let n = files.len();
+        let verified = files.iter().map(|f| (f.seq, f.blake3.clone())).collect();
+        if let Err(e) = journal.verified(verified).await {
+            return vec![Err(e); n];
+        }
+        futures_util::stream::iter(files)
+            .map(|f| async move {
+                let key = self.key(&f.dest)?;
+                let attributes = keys::attributes(f.modified, Some(&f.blake3), key.escaped);
+                self.put(&key, PutPayload::from_bytes(f.content), attributes)
+                    .await
+            })
+            .buffered(PUTS_AT_ONCE)
+            .collect()
+            .await
+    }
+
+    async fn layout(&self, dest: &RawPath, size: u64, _stream: bool) -> Layout {
+        if size <= STREAM_MAX {
+            return Layout::Stream;
+        }
+        // An upload begun goes on with its part size.
+        let begun = match self.key(dest) {
+            Ok(k) => self.journal.find(&k.text).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let part = match begun {
+            Some((b, s, _)) if s == size => b.part_size,
+            _ => part_size(size),
+        };
+        Layout::Parts(crate::tree::parts_of(size, part))
+    }
+
+    async fn begin(
+        &self,
+        dest: &RawPath,
+        size: u64,
+        modified: Option<&str>,
+        layout: &Layout,
+    ) -> Result<(Upload, Resume), CopyError> {
+        let key = self.key(dest)?;
+        let path = key.path()?;
+        let parts = match layout {
+            Layout::Stream => {
+                let way = Way::Buffered(Mutex::default());
+                return Ok((Upload { key, path, way }, Resume::Fresh));
+            }
+            Layout::Parts(parts) => parts,
+        };
+        let part = parts.first().map(|p| p.1).unwrap_or(MIN_PART);
+        let version = modified.unwrap_or("");
+        if let Some((begun, s, m)) = self.journal.find(&key.text).await? {
+            if (s, m.as_str(), begun.part_size) == (size, version, part) {
+                let kept = self.journal.parts(begun.row).await?;
+                let cvs = kept.iter().map(|(start, p)| (*start, p.cv)).collect();
+                let parts = tokio::sync::Mutex::new(kept);
+                let way = Way::Parts { begun, parts };
+                return Ok((Upload { key, path, way }, Resume::Parts(cvs)));
+            }
+            // Another version of the file: its parts are of no use.
+            let _ = self
+                .bucket
+                .multipart
+                .abort_multipart(&path, &begun.upload_id)
+                .await;
+            self.journal.end(begun.row).await?;
+        }
+        let mp = &self.bucket.multipart;
+        let id = if self.bucket.metadata.is_some() {
+            mp.create_multipart(&path).await
+        } else {
+            let attributes =
+                keys::attributes(modified.and_then(super::parse_time), None, key.escaped);
+            let opts = PutMultipartOptions {
+                attributes,
+                ..Default::default()
+            };
+            mp.create_multipart_opts(&path, opts).await
+        }
+        .map_err(|e| failure("begin upload", e))?;
+        let begun = self
+            .journal
+            .begin(&key.text, &id, (size, version, part))
+            .await?;
+        let way = Way::Parts {
+            begun,
+            parts: Default::default(),
+        };
+        Ok((Upload { key, path, way }, Resume::Parts(BTreeMap::new())))
+    }
+
+    async fn writer(&self, _upload: &Upload, at: u64) -> Result<Writer, CopyError> {
+        Ok(Writer {
+            at,
+            len: 0,
+            chunks: Vec::new(),
+        })
+    }
+
+    async fn write(&self, writer: &mut Writer, data: Bytes) -> Result<(), CopyError> {
+        writer.len += data.len() as u64;
+        writer.chunks.push(data);
+        Ok(())
+    }
+
+    async fn written(
+        &self,
+        upload: &Upload,
+        writer: Writer,
+        part: Option<(u64, u64, [u8; 32])>,
+    ) -> Result<(), CopyError> {
+        match (&upload.way, part) {
+            (Way::Buffered(held), _) => {
+                let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+                let have: u64 = held.iter().map(|c| c.len() as u64).sum();
+                if writer.at != have {
+                    // A stream from elsewhere than where the buffer ends: start over.
+                    held.clear();
+                    if writer.at != 0 {
+                        return Err(CopyError::internal("a stream resumed past a buffer"));
+                    }
+                }
+                held.extend(writer.chunks);
+                Ok(())
+            }
+            // A part that failed: it is fetched again.
+            (Way::Parts { .. }, None) => Ok(()),
+            (Way::Parts { begun, parts }, Some((start, len, cv))) => {
+                if writer.at != start || writer.len != len {
+                    return Err(CopyError::internal("a part's bytes do not match its range"));
+                }
+                let idx = usize::try_from(start / begun.part_size).map_err(CopyError::internal)?;
+                let payload = PutPayload::from_iter(writer.chunks);
+                let id = self
+                    .bucket
+                    .multipart
+                    .put_part(&upload.path, &begun.upload_id, idx, payload)
+                    .await
+                    .map_err(|e| failure("put part", e))?;
+                let part = Part { cv, id };
+                self.journal.part(begun.row, (start, len), &part).await?;
+                parts.lock().await.insert(start, part);
+                Ok(())
+            }
+        }
+    }
+
+    async fn commit(&self, upload: Upload, done: Done, journal: &Journal) -> Result<(), CopyError> {
+        journal
+            .verified(vec![(done.seq, done.blake3.clone())])
+            .await?;
+        let attributes = keys::attributes(done.modified, Some(&done.blake3), upload.key.escaped);
+        let (begun, parts) = match upload.way {
+            Way::Buffered(held) => {
+                let held = held.into_inner().unwrap_or_else(|e| e.into_inner());
+                let payload = PutPayload::from_iter(held);
+                if payload.content_length() as u64 != done.size {
+                    return Err(CopyError::internal("the buffered file is not whole"));
+                }
+                return self.put(&upload.key, payload, attributes).await;
+            }
+            Way::Parts { begun, parts } => (begun, parts.into_inner()),
+        };
+        let want = done.size.div_ceil(begun.part_size);
+        if parts.len() as u64 != want {
+            return Err(CopyError::internal("an upload is missing parts"));
+        }
+        let ids = parts.into_values().map(|p| p.id).collect();
+        let mp = &self.bucket.multipart;
+        if let Err(e) = mp
+            .complete_multipart(&upload.path, &begun.upload_id, ids)
+            .await
+        {
+            let e = failure("complete upload", e);
+            if matches!(
+                e,
+                CopyError::Service {
+                    transient: false,
+                    ..
+                }
+            ) {
+                // The service refused these parts (an upload expired or aborted): start over.
+                let _ = mp.abort_multipart(&upload.path, &begun.upload_id).await;
+                self.journal.end(begun.row).await?;
+            }
+            return Err(e);
+        }
+        self.journal.end(begun.row).await?;
+        if let Some(m) = &self.bucket.metadata {
+            m.set(&upload.key.text, attributes).await?;
+        }
+        Ok(())
+    }
+
+    async fn abort(&self, upload: Upload) {
+        if let Way::Parts { begun, .. } = upload.way {
+            let _ = self
+                .bucket
+                .multipart
+                .abort_multipart(&upload.path, &begun.upload_id)
+                .await;
+            let _ = self.journal.end(begun.row).await;
+        }
+    }
+
+    async fn remove(&self, dest: &RawPath) -> Result<Removed, CopyError> {
+        if dest.0.ends_with(b"/") {
+            return Ok(Removed::Gone);
+        }
+        let path = self.key(dest)?.path()?;
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        match self.bucket.store.get_opts(&path, head).await {
+            Err(object_store::Error::NotFound { .. }) => return Ok(Removed::Gone),
+            Err(e) => return Err(failure("look up", e)),
+            Ok(_) => {}
+        }
+        self.bucket
+            .store
+            .delete(&path)
+            .await
+            .map_err(|e| failure("delete", e))?;
+        Ok(Removed::Removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_at_least_8_mib_and_at_most_10_000() {
+        assert_eq!(part_size(1), MIN_PART);
+        assert_eq!(part_size(MIN_PART * MAX_PARTS), MIN_PART);
+        assert_eq!(part_size(MIN_PART * MAX_PARTS + 1), 2 * MIN_PART);
+        let five_tib = 5u64 << 40;
+        let p = part_size(five_tib);
+        assert_eq!(p, 1 << 30);
+        let parts = crate::tree::parts_of(five_tib, p);
+        assert!(parts.len() as u64 <= MAX_PARTS);
+        // All but the last are the full size: S3 takes a short part only at the end.
+        assert!(parts[..parts.len() - 1].iter().all(|&(_, len)| len == p));
+        let odd = 3 * MIN_PART + 12_345;
+        let parts = crate::tree::parts_of(odd, part_size(odd));
+        assert!(parts[..parts.len() - 1]
+            .iter()
+            .all(|&(s, len)| len == MIN_PART && s % MIN_PART == 0));
+    }
+}

@@ -1,0 +1,108 @@
+//! What each file's result means for the job's record of it, and the pass's next step.
+
+use mover_proto::api::FileStatus;
+
+use super::{copy, many};
+use crate::failure::{CopyError, Then};
+use crate::store::{FileUpdate, JobRow, StoreError};
+use crate::App;
+
+/// Attempts per file before it is reported failed.
+const MAX_ATTEMPTS: u32 = 5;
+/// Times a file that changed while it was read is read again before it is reported.
+const CHANGED_RETRIES: u32 = 3;
+
+/// What a pass learnt from its results.
+#[derive(Default)]
+pub(super) struct Flags {
+    /// Some file is to be tried again: another pass follows.
+    pub(super) retry: bool,
+    /// The destination is full: the job pauses.
+    pub(super) disk_full: bool,
+    /// Bifrost is draining and files were left unstarted.
+    pub(super) drained: bool,
+}
+
+/// Records a task's results, in one transaction.
+pub(super) async fn settle(
+    app: &App,
+    job: &JobRow,
+    joined: Result<many::Outcomes, tokio::task::JoinError>,
+    flags: &mut Flags,
+) -> Result<(), StoreError> {
+    let Ok(outcomes) = joined else {
+        flags.retry = true;
+        return Ok(());
+    };
+    let updates: Vec<FileUpdate> = outcomes
+        .into_iter()
+        .filter_map(|(file, result)| update(job, file, result, flags))
+        .collect();
+    if updates.is_empty() {
+        return Ok(());
+    }
+    app.store.update_files(job.id.clone(), updates).await
+}
+
+/// What one file's result means for the job's record of it.
+fn update(
+    job: &JobRow,
+    file: crate::store::PendingFile,
+    result: Result<copy::Copied, CopyError>,
+    flags: &mut Flags,
+) -> Option<FileUpdate> {
+    let seq = file.seq;
+    let finish = |status, size, reason, blake3| {
+        Some(FileUpdate::Finish {
+            seq,
+            status,
+            size,
+            reason,
+            blake3,
+        })
+    };
+    let e = match result {
+        Ok(copy::Copied::Done { size, blake3, note }) => {
+            return finish(FileStatus::Copied, size, note, Some(blake3))
+        }
+        Ok(copy::Copied::Skipped { reason }) => {
+            return finish(FileStatus::Skipped, file.size, Some(reason), None)
+        }
+        Err(e) => e,
+    };
+    let (source, reason, kind) = (file.source.lossy(), e.to_string(), e.kind());
+    let failed = |reason: String| finish(FileStatus::Failed, file.size, Some(reason), None);
+    match e.then() {
+        Then::Fail => {
+            tracing::warn!(job = %job.id, %source, %reason, kind, "file failed");
+            failed(reason)
+        }
+        Then::Pause => {
+            flags.disk_full = true;
+            failed(reason)
+        }
+        Then::ReadAgain if file.attempts + 1 > CHANGED_RETRIES => {
+            tracing::warn!(job = %job.id, %source, %reason, "file kept changing while it was read");
+            failed(reason)
+        }
+        Then::ReadAgain => {
+            tracing::info!(job = %job.id, %source, %reason, "file changed while it was read; it will be read again");
+            flags.retry = true;
+            Some(FileUpdate::Attempted { seq })
+        }
+        Then::Resume => {
+            tracing::info!(job = %job.id, %source, %reason, "file interrupted; it resumes where it stopped");
+            flags.retry = true;
+            None
+        }
+        Then::Retry if file.attempts + 1 >= MAX_ATTEMPTS => {
+            tracing::warn!(job = %job.id, %source, %reason, kind, "file failed after retries");
+            failed(reason)
+        }
+        Then::Retry => {
+            tracing::info!(job = %job.id, %source, %reason, kind, "file will be retried");
+            flags.retry = true;
+            Some(FileUpdate::Attempted { seq })
+        }
+    }
+}
