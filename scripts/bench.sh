@@ -20,8 +20,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mover-target}"
 BENCH_DIR="${BENCH_DIR:-/var/tmp/mover-bench}"
 MOVER_TOOLS="${MOVER_TOOLS:-$HOME/.cache/mover-tools}"
 what="${1:-folder}"
+case "$what" in
+  folder) pkgs=(rsync rclone openssh-server openssh-client python3) ;;
+  objects) pkgs=(rclone python3) ;;
+  *) pkgs=(python3) ;;
+esac
 need=()
-for pkg in rsync rclone openssh-server openssh-client python3; do
+for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
