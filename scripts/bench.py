@@ -4,208 +4,18 @@ side in one run (median of BENCH_RUNS, default 3), and writes the table into doc
 
 Run through scripts/bench.sh, which installs the baselines' tools and builds release binaries.
 """
-import http.client
-import json
+from benchlib import (BIG, BIN, BROWSE_ENTRIES, GiB, RUNS, SMALL_FILES, WORK, Agent, Bifrost, NewFolders,
+                      big_file, commit, free_port, fresh, kill_all, log, median_of, now_utc, sh, small_files,
+                      spawn, tree_bytes, wait_line, wide_folder, drain, write_section)
 import os
-import random
-import re
 import shutil
-import signal
-import ssl
-import statistics
 import subprocess
-import sys
 import time
 import urllib.parse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/mover-target")), "release")
-WORK = os.environ.get("BENCH_DIR", "/var/tmp/mover-bench")
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-BIG = int(os.environ.get("BENCH_BIG_BYTES", str(2 << 30)))
-SMALL_FILES = int(os.environ.get("BENCH_SMALL_FILES", "20000"))
-BROWSE_ENTRIES = int(os.environ.get("BENCH_BROWSE_ENTRIES", "200000"))
-GiB = 1 << 30
-procs = []
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def spawn(args, **kw):
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-    procs.append(p)
-    return p
-
-
-def wait_line(p, pattern, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        line = p.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{p.args[0]} exited before printing {pattern!r}")
-        m = re.search(pattern, line)
-        if m:
-            return m
-    raise RuntimeError(f"timed out waiting for {pattern!r}")
-
-
-def drain(p):
-    """Keeps a child's pipe from filling up."""
-    import threading
-    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
-
-
-def sh(cmd, **kw):
-    subprocess.run(cmd, shell=True, check=True, **kw)
-
-
-def timed(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def median_of(fn, prepare=None):
-    times = []
-    for _ in range(RUNS):
-        if prepare:
-            prepare()
-        times.append(timed(fn))
-    return statistics.median(times)
-
-
-class Bifrost:
-    def __init__(self):
-        data = os.path.join(WORK, "bifrost")
-        shutil.rmtree(data, ignore_errors=True)
-        self.p = spawn([os.path.join(BIN, "bifrost"), "serve", "--listen", "127.0.0.1:0", "--data", data],
-                       env={**os.environ, "BIFROST_LOG": "warn"})
-        m = wait_line(self.p, r"Bifrost listening on https://([0-9.]+):(\d+)")
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.fingerprint = wait_line(self.p, r"TLS certificate SHA-256 fingerprint: (\S+)").group(1)
-        drain(self.p)
-        self.token = open(os.path.join(data, "admin.token")).read().strip()
-        # A local benchmark against its own freshly made self-signed certificate.
-        self.ctx = ssl._create_unverified_context()
-        self.conn = None
-
-    @property
-    def url(self):
-        return f"https://{self.host}:{self.port}"
-
-    def api(self, method, path, body=None):
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=600)
-            try:
-                self.conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                                  headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
-                res = self.conn.getresponse()
-                data = res.read()
-                if res.status >= 400:
-                    raise RuntimeError(f"{method} {path}: {res.status} {data[:300]!r}")
-                return json.loads(data) if data else None
-            except (http.client.HTTPException, OSError):
-                # An idle keep-alive connection closed by Bifrost: reconnect once.
-                self.conn = None
-                if attempt:
-                    raise
-
-    def authorize(self, key, name):
-        for _ in range(100):
-            try:
-                conn = self.api("POST", "/api/v1/connectors", {"key": key, "name": name})["id"]
-                break
-            except RuntimeError as e:
-                if "404" not in str(e):
-                    raise
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the agent never showed up")
-        # Steady state, as when an admin creates jobs after authorizing: the agent's extra
-        # lanes are open (they are dialled once the tunnel is authorized).
-        for _ in range(100):
-            c = [c for c in self.api("GET", "/api/v1/connectors") if c["id"] == conn]
-            if c and c[0].get("connections", 1) >= 3:
-                break
-            time.sleep(0.1)
-        return conn
-
-    def copy(self, connector, sources, dest, **extra):
-        job = self.api("POST", "/api/v1/jobs", {"connector": connector, "sources": sources,
-                                                  "destination": {"kind": "folder", "path": dest}, **extra})
-        while True:
-            j = self.api("GET", f"/api/v1/jobs/{job['id']}")
-            if j["state"] in ("completed", "completed_with_errors", "failed", "cancelled"):
-                break
-            # Each poll costs Bifrost a count over the job's files: poll like a console would
-            # refresh, not in a tight loop, so the poller does not weigh on what it measures.
-            time.sleep(0.05)
-        if j["state"] != "completed":
-            raise RuntimeError(f"job {j['id']} ended {j['state']}: {j}")
-        return j
-
-
-class Agent:
-    def __init__(self, name, relay, fingerprint, share):
-        self.home = os.path.join(WORK, f"agent-{name}")
-        self.p = spawn([os.path.join(BIN, "agent"), "start", "--relay", relay, "--relay-fingerprint", fingerprint,
-                        "--share", share], env={**os.environ, "MOVER_AGENT_HOME": self.home, "MOVER_LOG": "warn"})
-        for _ in range(10):
-            if self.p.stdout.readline().strip() == "Ctrl-C To Stop":
-                break
-        drain(self.p)
-        # Its output is not a terminal, so it shows only the key's start: the key file holds it.
-        self.key = open(os.path.join(self.home, "connector.key")).read().strip()
-        if not re.fullmatch(r"[0-9a-f]{32}", self.key):
-            raise RuntimeError("the agent has no key")
-
-    def proc(self, field):
-        for line in open(f"/proc/{self.p.pid}/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def cpu_seconds(self):
-        fields = open(f"/proc/{self.p.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        self.p.send_signal(signal.SIGINT)
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-
 
 def make_data():
-    big = os.path.join(WORK, "src-big")
-    if not os.path.exists(os.path.join(big, "big.bin")) or os.path.getsize(os.path.join(big, "big.bin")) != BIG:
-        os.makedirs(big, exist_ok=True)
-        log(f"generating a {BIG >> 20} MiB file")
-        sh(f"head -c {BIG} /dev/urandom > {big}/big.bin")
-    small = os.path.join(WORK, "src-small")
-    if not os.path.exists(os.path.join(small, ".done")):
-        shutil.rmtree(small, ignore_errors=True)
-        log(f"generating {SMALL_FILES} files of 4-64 KiB")
-        rng = random.Random(42)
-        for i in range(SMALL_FILES):
-            d = os.path.join(small, f"dept{i % 20:02d}", f"project{(i // 20) % 25:02d}")
-            os.makedirs(d, exist_ok=True)
-            with open(os.path.join(d, f"doc{i:05d}.bin"), "wb") as f:
-                f.write(os.urandom(rng.randint(4 << 10, 64 << 10)))
-        open(os.path.join(small, ".done"), "w").close()
-    wide = os.path.join(WORK, "src-wide")
-    if not os.path.exists(os.path.join(wide, ".done")):
-        shutil.rmtree(wide, ignore_errors=True)
-        log(f"generating a folder of {BROWSE_ENTRIES} entries")
-        os.makedirs(os.path.join(wide, "folder"))
-        for i in range(BROWSE_ENTRIES):
-            open(os.path.join(wide, "folder", f"entry{i:06d}.txt"), "w").close()
-        open(os.path.join(wide, ".done"), "w").close()
-    return big, small, wide
+    return big_file("src-big", BIG), small_files(), wide_folder()
 
 
 def start_sshd():
@@ -228,59 +38,6 @@ def start_sshd():
             return rsh
         time.sleep(0.2)
     raise RuntimeError("sshd did not come up")
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def warm(source):
-    """Reads the source so that every run starts from the page cache: this VM drops cached pages
-    even with half its memory free (the 2 GiB file was found 1.1 GiB resident between runs),
-    and a run that reads part of its source from the disk times the disk."""
-    sh(f"find {source} -type f -exec cat {{}} + > /dev/null")
-
-
-def ready(path, source):
-    """An empty destination, nothing left to write back, the source in the page cache."""
-    os.makedirs(path)
-    sh("sync")
-    warm(source)
-
-
-def fresh(path, source):
-    def prepare():
-        shutil.rmtree(path, ignore_errors=True)
-        ready(path, source)
-    return prepare
-
-
-class NewFolders:
-    """A new destination folder for every run, all deleted once the scenario is over.
-
-    On an ext4 without a journal (this VM's disk) creating files right after deleting thousands
-    scans past every inode deleted in the last minute: copying the 20,000 files into a folder
-    just emptied ran at ~1,500 files/s for Mover and ~1,100 for `cp -r`, against ~4,400 and
-    ~9,000 into a new folder. Deleting each run's copy would time that scan, not the tools."""
-
-    def __init__(self, base, source, keep):
-        self.base, self.source, self.keep, self.runs, self.path = base, source, keep, 0, None
-
-    def prepare(self):
-        # tmpfs has no such scan, and keeping every copy there would hold them all in memory.
-        if self.path and not self.keep:
-            shutil.rmtree(self.path, ignore_errors=True)
-        self.runs += 1
-        self.path = os.path.join(self.base, f"run-{self.runs}")
-        ready(self.path, self.source)
-
-    def clear(self):
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def main():
@@ -315,7 +72,7 @@ def main():
     results["big_rsync"] = median_of(lambda: sh(f"rsync -a -e '{rsh}' {big}/big.bin 127.0.0.1:{dest}/"), fresh(dest, big))
 
     # 2. Many small files: into the disk, and into tmpfs (no writeback: the software path alone).
-    small_bytes = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(small) for f in fs)
+    small_bytes = tree_bytes(small)
     agent = Agent("small", bifrost.url, bifrost.fingerprint, WORK)
     conn = bifrost.authorize(agent.key, "small")
     targets = [("", dest)]
@@ -427,9 +184,8 @@ def write_report(r):
         f"| agent peak RSS, big file | {r['big_peak_rss'] / mib:.1f} MiB | ≤64 MiB | {'met' if r['big_peak_rss'] <= 64 * mib else 'missed'} |",
         f"| agent peak RSS, small files | {r['small_peak_rss'] / mib:.1f} MiB | ≤64 MiB | {'met' if r['small_peak_rss'] <= 64 * mib else 'missed'} |",
     ]
-    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     text = "\n".join([
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on commit {commit}, {os.cpu_count()} cores, "
+        f"Run {now_utc()} on commit {commit()}, {os.cpu_count()} cores, "
         f"median of {RUNS} runs, release builds, loopback; data in `{WORK}`, read just before every run so that each tool starts from a warm page cache. "
         f"Mover's time runs from creating the job to its completion (listing, copying, BLAKE3 both ends, "
         f"fsync of every file, rename); the small files are {r['small_bytes'] / mib:.0f} MiB in all; "
@@ -443,21 +199,16 @@ def write_report(r):
         "|---|---|---|---|",
         *res,
     ])
-    path = os.path.join(REPO, "docs", "BENCHMARKS.md")
-    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
-    old = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{begin}\n{end}\n"
-    if begin not in old:
-        old += f"\n{begin}\n{end}\n"
-    head, rest = old.split(begin, 1)
-    tail = rest.split(end, 1)[1]
-    open(path, "w").write(f"{head}{begin}\n{text}\n{end}{tail}")
-    print(text)
+    write_section("results", text)
 
 
 if __name__ == "__main__":
     try:
-        main()
+        if os.environ.get("BENCH_BINARIES_BEFORE"):
+            # Scenarios 1 and 2 only, with the binaries in that folder and this build alternating.
+            import bench_compare
+            bench_compare.main(os.environ["BENCH_BINARIES_BEFORE"])
+        else:
+            main()
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        kill_all()
