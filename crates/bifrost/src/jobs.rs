@@ -159,7 +159,12 @@ pub async fn cancel(app: &App, id: &str) -> Result<Job, JobError> {
 /// Stops job `id` and records it as `state`, for `reason`.
 async fn stop_as(app: &App, id: &str, state: JobState, reason: &str) -> Result<Job, JobError> {
     engine::stop(app, id).await;
-    engine::objects::abort_left(app, &r).await;
+    if state == JobState::Cancelled {
+        // A paused job resumes its uploads; a cancelled one's would be kept (and billed).
+        if let Some(job) = app.store.job(id.to_owned()).await? {
+            engine::objects::abort_left(app, &job).await;
+        }
+    }
     app.store
         .set_job_state(id.to_owned(), state, Some(reason.to_owned()))
         .await?;
