@@ -349,7 +349,7 @@ fn credentials_revoked_mid_job_fail_what_is_left() {
             other => panic!("{name}: {other}: {f}"),
         }
     }
-    assert!(copied >= 1 && copied < 60, "{copied} copied");
+    assert!((1..60).contains(&copied), "{copied} copied");
 }
 
 /// A 300 MiB file in multipart upload survives Bifrost killed three times: the object is whole,

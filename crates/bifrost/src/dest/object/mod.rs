@@ -6,6 +6,7 @@
 pub mod azure;
 mod journal;
 pub mod keys;
+mod multipart;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -15,9 +16,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
-};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 
 use super::{Caps, Destination, Done, Existing, Journal, Layout, Removed, Resume, Whole};
 use crate::failure::CopyError;
@@ -279,45 +278,7 @@ impl Destination for Objects {
             Layout::Parts(parts) => parts,
         };
         let part = parts.first().map(|p| p.1).unwrap_or(MIN_PART);
-        let version = modified.unwrap_or("");
-        if let Some((begun, s, m)) = self.journal.find(&key.text).await? {
-            if (s, m.as_str(), begun.part_size) == (size, version, part) {
-                let kept = self.journal.parts(begun.row).await?;
-                let cvs = kept.iter().map(|(start, p)| (*start, p.cv)).collect();
-                let parts = tokio::sync::Mutex::new(kept);
-                let way = Way::Parts { begun, parts };
-                return Ok((Upload { key, path, way }, Resume::Parts(cvs)));
-            }
-            // Another version of the file: its parts are of no use.
-            let _ = self
-                .bucket
-                .multipart
-                .abort_multipart(&path, &begun.upload_id)
-                .await;
-            self.journal.end(begun.row).await?;
-        }
-        let mp = &self.bucket.multipart;
-        let id = if self.bucket.metadata.is_some() {
-            mp.create_multipart(&path).await
-        } else {
-            let attributes =
-                keys::attributes(modified.and_then(super::parse_time), None, key.escaped);
-            let opts = PutMultipartOptions {
-                attributes,
-                ..Default::default()
-            };
-            mp.create_multipart_opts(&path, opts).await
-        }
-        .map_err(|e| failure("begin upload", e))?;
-        let begun = self
-            .journal
-            .begin(&key.text, &id, (size, version, part))
-            .await?;
-        let way = Way::Parts {
-            begun,
-            parts: Default::default(),
-        };
-        Ok((Upload { key, path, way }, Resume::Parts(BTreeMap::new())))
+        self.begin_parts(key, path, (size, modified, part)).await
     }
 
     async fn writer(&self, _upload: &Upload, at: u64) -> Result<Writer, CopyError> {
@@ -356,22 +317,9 @@ impl Destination for Objects {
             }
             // A part that failed: it is fetched again.
             (Way::Parts { .. }, None) => Ok(()),
-            (Way::Parts { begun, parts }, Some((start, len, cv))) => {
-                if writer.at != start || writer.len != len {
-                    return Err(CopyError::internal("a part's bytes do not match its range"));
-                }
-                let idx = usize::try_from(start / begun.part_size).map_err(CopyError::internal)?;
-                let payload = PutPayload::from_iter(writer.chunks);
-                let id = self
-                    .bucket
-                    .multipart
-                    .put_part(&upload.path, &begun.upload_id, idx, payload)
+            (Way::Parts { begun, parts }, Some(part)) => {
+                self.put_part(&upload.path, (begun, parts), writer, part)
                     .await
-                    .map_err(|e| failure("put part", e))?;
-                let part = Part { cv, id };
-                self.journal.part(begun.row, (start, len), &part).await?;
-                parts.lock().await.insert(start, part);
-                Ok(())
             }
         }
     }
@@ -392,35 +340,8 @@ impl Destination for Objects {
             }
             Way::Parts { begun, parts } => (begun, parts.into_inner()),
         };
-        let want = done.size.div_ceil(begun.part_size);
-        if parts.len() as u64 != want {
-            return Err(CopyError::internal("an upload is missing parts"));
-        }
-        let ids = parts.into_values().map(|p| p.id).collect();
-        let mp = &self.bucket.multipart;
-        if let Err(e) = mp
-            .complete_multipart(&upload.path, &begun.upload_id, ids)
-            .await
-        {
-            let e = failure("complete upload", e);
-            if matches!(
-                e,
-                CopyError::Service {
-                    transient: false,
-                    ..
-                }
-            ) {
-                // The service refused these parts (an upload expired or aborted): start over.
-                let _ = mp.abort_multipart(&upload.path, &begun.upload_id).await;
-                self.journal.end(begun.row).await?;
-            }
-            return Err(e);
-        }
-        self.journal.end(begun.row).await?;
-        if let Some(m) = &self.bucket.metadata {
-            m.set(&upload.key.text, attributes).await?;
-        }
-        Ok(())
+        let at = (&upload.key, &upload.path);
+        self.complete(at, begun, parts, done.size, attributes).await
     }
 
     async fn abort(&self, upload: Upload) {
