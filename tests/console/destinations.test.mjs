@@ -177,6 +177,9 @@ test('a transfer into the stored destination, its path chosen in the prefix brow
   const files = page.locator('#files');
   await files.getByRole('cell', { name: 'mover/migration/Finance/2026/Q1/report.txt', exact: true }).waitFor();
   await files.getByRole('cell', { name: 'mover/migration/Finance/readme.txt', exact: true }).waitFor();
+  // The table follows the job to its end: every line copied, none left pending.
+  await waitFor('the report to show every file copied', async () =>
+    (await files.locator('.badge.copied').count()) === 3 && (await files.locator('.badge.pending').count()) === 0 ? true : null, 15000);
   await page.screenshot({ path: join(screenshots, 'job-objects.png'), fullPage: true });
   await page.locator('p', { hasText: 'into Archive bucket (S3): archive/mover/migration/' }).waitFor();
   // What landed, read back through Bifrost's own browse of the bucket.

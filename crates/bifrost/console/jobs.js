@@ -40,6 +40,7 @@ export function jobView(main, id) {
   let filter = '';
   let reportKey = '';
   let reportTimer = null;
+  let reportDue = false;
   const head = h('div');
   const stats = h('div', { class: 'stats' });
   const actions = h('div', { class: 'row' });
@@ -125,12 +126,21 @@ export function jobView(main, id) {
       finished ? h('button', { type: 'button', class: 'primary', onclick: () => act('rerun') }, 'Rerun (new and changed files)') : null,
       csv));
     }
-    // Reload the report when the counts move, at most every two seconds.
+    // Reload the report when the counts move, at most every two seconds; a move inside the
+    // two seconds (the job's last) is loaded when they end, so the table never stays behind.
     const key = `${j.state}/${j.files_done}/${j.files_failed}/${j.files_skipped}/${j.files_total}`;
-    if (key !== reportKey && !reportTimer) {
+    if (key !== reportKey) {
       reportKey = key;
-      reportTimer = setTimeout(() => { reportTimer = null; }, 2000);
-      loadReport();
+      if (reportTimer) {
+        reportDue = true;
+      } else {
+        const tick = () => {
+          reportTimer = null;
+          if (reportDue) { reportDue = false; reportTimer = setTimeout(tick, 2000); loadReport(); }
+        };
+        reportTimer = setTimeout(tick, 2000);
+        loadReport();
+      }
     }
   }
 
