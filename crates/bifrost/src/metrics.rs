@@ -24,9 +24,19 @@ pub struct Tally {
     bytes_skipped: AtomicU64,
     files_deleted: AtomicU64,
     failed: Mutex<BTreeMap<&'static str, u64>>,
+    /// Files and bytes copied, by the kind of destination they landed in.
+    landed: Mutex<BTreeMap<&'static str, (u64, u64)>>,
 }
 
 impl Tally {
+    /// Counts `files` copied files of `bytes` into a destination of `kind`.
+    pub fn landed(&self, kind: &'static str, files: u64, bytes: u64) {
+        let mut landed = self.landed.lock().unwrap_or_else(|e| e.into_inner());
+        let e = landed.entry(kind).or_default();
+        e.0 += files;
+        e.1 += bytes;
+    }
+
     /// Counts one file that reached a final status.
     pub fn record(&self, status: FileStatus, size: u64, reason: Option<&str>) {
         match status {
@@ -224,6 +234,21 @@ pub async fn render(app: &App) -> Result<String, crate::store::StoreError> {
         let _ = writeln!(out, "bifrost_files_failed_total{{reason=\"{reason}\"}} {n}");
     }
 
+    let landed = tally
+        .landed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (name, help, pick) in [
+        ("bifrost_destination_files_total", "Files copied since Bifrost started, by destination kind (folder, s3, azure_blob, gcs).", 0),
+        ("bifrost_destination_bytes_total", "Bytes of files copied since Bifrost started, by destination kind.", 1),
+    ] {
+        family(&mut out, name, "counter", help);
+        for (kind, (files, bytes)) in &landed {
+            let n = if pick == 0 { files } else { bytes };
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
+        }
+    }
     app.destinations.requests.render(&mut out);
 
     let jobs = app.store.jobs().await?;

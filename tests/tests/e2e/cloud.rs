@@ -213,6 +213,23 @@ fn tree_round_trip(store: Store) {
     let empty = line("emptydir");
     assert_eq!(empty["status"], "skipped", "{empty}");
 
+    let (_, metrics) = w.bifrost.api("GET", "/metrics", None);
+    let kind = match store {
+        Store::S3(_) => "s3",
+        Store::Azure(_) => "azure_blob",
+    };
+    let bytes_line = format!("bifrost_destination_bytes_total{{kind=\"{kind}\"}} ");
+    let total: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    let counted = metrics
+        .as_str()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix(bytes_line.as_str())))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert_eq!(
+        counted,
+        Some(total),
+        "bytes by destination kind in /metrics"
+    );
+
     let before = reads(&w);
     let same = rerun(&w, &id);
     assert_eq!(same["state"], "completed", "{same:#}");

@@ -155,6 +155,9 @@ pub trait Destination: Send + Sync + 'static {
     /// One stream of bytes into an upload: the whole file, or a part.
     type Writer: Send + 'static;
 
+    /// The kind's name in metrics: `folder`, `s3`, `azure_blob` or `gcs`.
+    fn kind(&self) -> &'static str;
+
     /// What this kind carries.
     fn caps(&self) -> Caps;
 

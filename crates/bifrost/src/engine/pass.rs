@@ -91,7 +91,7 @@ async fn copy_pass_into<D: Dest>(
                 let open = loop {
                     tokio::select! {
                         changed = f.changed() => break changed.is_ok(),
-                        Some(r) = tasks.join_next() => settle(app, job, r, &mut flags).await?,
+                        Some(r) = tasks.join_next() => settle(app, job, r, &mut flags, dest.kind()).await?,
                         _ = app.engine.drain.begun() => break true,
                     }
                 };
@@ -122,7 +122,7 @@ async fn copy_pass_into<D: Dest>(
         for w in work {
             while tasks.len() >= job.concurrency as usize {
                 if let Some(r) = tasks.join_next().await {
-                    settle(app, job, r, &mut flags).await?;
+                    settle(app, job, r, &mut flags, dest.kind()).await?;
                 }
             }
             if flags.disk_full {
@@ -162,7 +162,7 @@ async fn copy_pass_into<D: Dest>(
         }
     }
     while let Some(r) = tasks.join_next().await {
-        settle(app, job, r, &mut flags).await?;
+        settle(app, job, r, &mut flags, dest.kind()).await?;
     }
     Ok(if flags.disk_full {
         Pass::DiskFull

@@ -29,6 +29,7 @@ pub(super) async fn settle(
     job: &JobRow,
     joined: Result<many::Outcomes, tokio::task::JoinError>,
     flags: &mut Flags,
+    kind: &'static str,
 ) -> Result<(), StoreError> {
     let Ok(outcomes) = joined else {
         flags.retry = true;
@@ -41,7 +42,22 @@ pub(super) async fn settle(
     if updates.is_empty() {
         return Ok(());
     }
-    app.store.update_files(job.id.clone(), updates).await
+    let (files, bytes) = updates
+        .iter()
+        .filter_map(|u| match u {
+            FileUpdate::Finish {
+                status: FileStatus::Copied,
+                size,
+                ..
+            } => Some(*size),
+            _ => None,
+        })
+        .fold((0, 0), |(f, b), size| (f + 1, b + size));
+    app.store.update_files(job.id.clone(), updates).await?;
+    if files > 0 {
+        app.store.tally.landed(kind, files, bytes);
+    }
+    Ok(())
 }
 
 /// What one file's result means for the job's record of it.

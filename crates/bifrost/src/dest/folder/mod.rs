@@ -104,6 +104,10 @@ impl Destination for Folder {
     type Upload = Upload;
     type Writer = Writer;
 
+    fn kind(&self) -> &'static str {
+        "folder"
+    }
+
     fn caps(&self) -> Caps {
         Caps {
             sparse: true,

@@ -154,6 +154,10 @@ impl Destination for Objects {
     type Upload = Upload;
     type Writer = Writer;
 
+    fn kind(&self) -> &'static str {
+        self.bucket.kind
+    }
+
     fn caps(&self) -> Caps {
         Caps {
             sparse: false,
