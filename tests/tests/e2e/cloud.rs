@@ -4,6 +4,7 @@
 //! the services' errors (see `cloud/faults.rs`).
 
 mod faults;
+mod proxy;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::incremental::{reads, rerun};
 use crate::objects::{sha256_hex, Azurite, Moto};
 use crate::support::{noise, World};
 
@@ -86,24 +88,6 @@ pub fn job(w: &World, sources: &[String], id: &str, path: &str, extra: Value) ->
     let (status, job) = w.bifrost.api("POST", "/api/v1/jobs", Some(body));
     assert_eq!(status, 201, "{job}");
     job["id"].as_str().unwrap().to_owned()
-}
-
-fn rerun(w: &World, job: &str) -> Value {
-    let (status, next) = w
-        .bifrost
-        .api("POST", &format!("/api/v1/jobs/{job}/rerun"), None);
-    assert_eq!(status, 201, "{next}");
-    w.bifrost
-        .wait_job(next["id"].as_str().unwrap(), Duration::from_secs(60))
-}
-
-/// Reads the agent has served.
-fn reads(w: &World) -> usize {
-    w.agent
-        .logs()
-        .lines()
-        .filter(|l| l.contains(" read") && l.contains("start="))
-        .count()
 }
 
 /// The tree: nested folders, a 0-byte file, non-ASCII and non-UTF-8 names, many small files,
@@ -231,7 +215,7 @@ fn tree_round_trip(store: Store) {
     );
 
     let before = reads(&w);
-    let same = rerun(&w, &id);
+    let same = rerun(&w, &id, Duration::from_secs(60));
     assert_eq!(same["state"], "completed", "{same:#}");
     assert_eq!(
         reads(&w),
@@ -241,7 +225,7 @@ fn tree_round_trip(store: Store) {
 
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(tree.join("a.txt"), b"changed\n").unwrap();
-    let changed = rerun(&w, same["id"].as_str().unwrap());
+    let changed = rerun(&w, same["id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(changed["state"], "completed", "{changed:#}");
     assert_eq!(reads(&w), before + 1, "only the changed file is read");
     let objects = store.objects("pre/dept/tree/a.txt");

@@ -7,16 +7,17 @@ use serde_json::{json, Value};
 
 use crate::support::World;
 
-fn rerun(w: &World, job: &str) -> Value {
+/// Re-runs `job` and waits up to `timeout` for the new job to finish.
+pub(crate) fn rerun(w: &World, job: &str, timeout: Duration) -> Value {
     let (status, next) = w
         .bifrost
         .api("POST", &format!("/api/v1/jobs/{job}/rerun"), None);
     assert_eq!(status, 201, "{next}");
-    w.bifrost
-        .wait_job(next["id"].as_str().unwrap(), Duration::from_secs(30))
+    w.bifrost.wait_job(next["id"].as_str().unwrap(), timeout)
 }
 
-fn reads(w: &World) -> usize {
+/// Reads the agent has served (its log lines).
+pub(crate) fn reads(w: &World) -> usize {
     w.agent
         .logs()
         .lines()
@@ -53,7 +54,7 @@ fn reruns_copy_only_what_changed_and_report_deletions() {
 
     // Nothing changed: nothing copied, no file opened for reading.
     let before = reads(&w);
-    let same = rerun(&w, &first);
+    let same = rerun(&w, &first, Duration::from_secs(30));
     assert_eq!(
         (
             same["state"].as_str(),
@@ -75,7 +76,7 @@ fn reruns_copy_only_what_changed_and_report_deletions() {
     std::fs::write(src.join("sub/e.txt"), "echo").unwrap();
     std::fs::remove_file(src.join("c.txt")).unwrap();
     let id = same["id"].as_str().unwrap().to_owned();
-    let changed = rerun(&w, &id);
+    let changed = rerun(&w, &id, Duration::from_secs(30));
     assert_eq!(changed["files_done"], 2, "{changed}");
     assert_eq!(changed["files_skipped"], 2, "{changed}");
     assert_eq!(changed["files_deleted"], 1, "{changed}");
@@ -136,7 +137,7 @@ fn reruns_copy_only_what_changed_and_report_deletions() {
         .wait_job(mirror["id"].as_str().unwrap(), Duration::from_secs(30));
     assert!(mirror_dest.join("inc/sub/e.txt").exists());
     std::fs::remove_file(src.join("sub/e.txt")).unwrap();
-    let pruned = rerun(&w, mirror["id"].as_str().unwrap());
+    let pruned = rerun(&w, mirror["id"].as_str().unwrap(), Duration::from_secs(30));
     assert_eq!(pruned["files_deleted"], 1, "{pruned}");
     let report = w.bifrost.files(pruned["id"].as_str().unwrap());
     assert_eq!(
@@ -173,7 +174,7 @@ fn compare_by_blake3_catches_changes_that_keep_size_and_time() {
     std::fs::write(&path, "replaced!").unwrap();
     filetime::set_file_mtime(&path, mtime).unwrap();
 
-    let by_hash = rerun(&w, job["id"].as_str().unwrap());
+    let by_hash = rerun(&w, job["id"].as_str().unwrap(), Duration::from_secs(30));
     assert_eq!(
         (
             by_hash["files_done"].as_u64(),
