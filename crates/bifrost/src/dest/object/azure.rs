@@ -8,6 +8,9 @@ use object_store::{Attribute, Attributes};
 use super::SetMetadata;
 use crate::failure::CopyError;
 
+/// The most of an error answer's body read (its `<Code>` and `<Message>` come first).
+const MAX_ERROR_BODY: usize = 16 << 10;
+
 /// Sets blob metadata in one container.
 pub struct AzureMetadata {
     client: reqwest::Client,
@@ -82,7 +85,17 @@ impl AzureMetadata {
         if answer.status().is_success() {
             return Ok(());
         }
-        let body = answer.text().await.unwrap_or_default();
+        // An error body is read only so far: the service's code and message come first.
+        let mut answer = answer;
+        let mut raw = Vec::new();
+        while let Ok(Some(chunk)) = answer.chunk().await {
+            raw.extend_from_slice(&chunk);
+            if raw.len() >= MAX_ERROR_BODY {
+                raw.truncate(MAX_ERROR_BODY);
+                break;
+            }
+        }
+        let body = String::from_utf8_lossy(&raw).into_owned();
         let code = between(&body, "Code").unwrap_or("");
         let message = between(&body, "Message").unwrap_or(&body);
         Err(fail(Some(status), format!("{status} {code}: {message}")))
