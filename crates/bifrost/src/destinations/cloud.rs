@@ -16,7 +16,9 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use super::counted::Counted;
 use super::model::{Credentials, Place, Stored};
 use super::{scrub, DestinationError};
-use crate::dest::object::azure::AzureMetadata;
+use crate::dest::object::azure::AzureBlobs;
+use crate::dest::object::s3::{self, S3Metadata};
+use crate::dest::object::signed::Sender;
 use crate::metrics::DestinationRequests;
 use crate::App;
 
@@ -74,8 +76,10 @@ pub struct Bucket {
     pub list: Arc<dyn PaginatedListStore>,
     /// The destination's key prefix: "" or `a/b` (no leading or trailing `/`).
     pub prefix: String,
-    /// Sets an object's metadata after a multipart upload, where creating it cannot (Azure).
+    /// Sets an object's metadata after a multipart upload (S3, Azure).
     pub metadata: Option<Arc<dyn crate::dest::object::SetMetadata>>,
+    /// Azure's writes with Content-MD5.
+    pub blobs: Option<Arc<AzureBlobs>>,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -128,7 +132,11 @@ pub fn build(
     let secrets = s.credentials.values();
     let unusable =
         |e: object_store::Error| DestinationError::Unusable(scrub(&format!("{e}"), &secrets));
-    let counted = Counted::new(kind.as_str(), requests);
+    let counted = Counted::new(kind.as_str(), requests.clone());
+    let sender = || {
+        Sender::new(kind.as_str(), requests.clone())
+            .map_err(|e| DestinationError::Unusable(scrub(&e, &secrets)))
+    };
     let bucket = |store: Arc<dyn ObjectStore>,
                   multipart: Arc<dyn MultipartStore>,
                   list: Arc<dyn PaginatedListStore>| Bucket {
@@ -139,6 +147,7 @@ pub fn build(
         list,
         prefix: s.prefix.clone(),
         metadata: None,
+        blobs: None,
     };
     match (&s.place, &s.credentials) {
         (
@@ -167,7 +176,17 @@ pub fn build(
                 b = b.with_endpoint(e);
             }
             let c = Arc::new(b.build().map_err(unusable)?);
-            Ok(bucket(c.clone(), c.clone(), c))
+            // The BLAKE3 is known when an upload completes: set by copying onto itself.
+            let url = s3::bucket_url(name, region, endpoint.as_deref(), *path_style);
+            let metadata = S3Metadata::new(
+                sender()?,
+                (url, name, region),
+                (access_key_id.expose(), secret_access_key.expose()),
+            );
+            Ok(Bucket {
+                metadata: Some(Arc::new(metadata)),
+                ..bucket(c.clone(), c.clone(), c)
+            })
         }
         (
             Place::AzureBlob {
@@ -189,15 +208,22 @@ pub fn build(
                 b = b.with_endpoint(e.clone());
             }
             let c = Arc::new(b.build().map_err(unusable)?);
-            // Put Block List carries no metadata through object_store: set after completion.
+            // object_store sends Azure no checksum, and Put Block List no metadata: Bifrost
+            // puts blobs and blocks with Content-MD5 and sets metadata after completion.
             let account_url = endpoint
                 .clone()
                 .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
-            let metadata =
-                AzureMetadata::new(&account_url, account, container, access_key.expose().trim())
-                    .map_err(|e| DestinationError::Unusable(scrub(&e, &secrets)))?;
+            let blobs = AzureBlobs::new(
+                sender()?,
+                &account_url,
+                (account, container),
+                access_key.expose().trim(),
+            )
+            .map_err(|e| DestinationError::Unusable(scrub(&e, &secrets)))?;
+            let blobs = Arc::new(blobs);
             Ok(Bucket {
-                metadata: Some(Arc::new(metadata)),
+                metadata: Some(blobs.clone()),
+                blobs: Some(blobs),
                 ..bucket(c.clone(), c.clone(), c)
             })
         }

@@ -18,6 +18,7 @@ pub(crate) async fn objects_of(app: &App, job: &JobRow, id: &str) -> Result<Obje
         prefix: b.prefix,
         id: b.id,
         metadata: b.metadata,
+        blobs: b.blobs,
     };
     Ok(Objects::new(bucket, app.store.clone(), &job.id))
 }

@@ -1,11 +1,14 @@
-//! A test proxy (plain HTTP/1.1, not a product component) between Bifrost and moto: it answers
-//! chosen requests with the service's own error bodies, or every request with 403 once the
-//! credentials are "revoked", and forwards the rest.
+//! A test proxy (plain HTTP/1.1, not a product component) between Bifrost and an emulator: it
+//! answers chosen requests with the service's own error bodies, or every request with 403 once
+//! the credentials are "revoked", damages chosen request bodies on the way (one byte flipped),
+//! records each request's headers and body digest, and forwards the rest.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 /// A request the proxy answers itself: the first `times` requests whose method is `method` and
 /// whose target holds every one of `needles` get `status` with an S3 error body.
@@ -18,12 +21,54 @@ pub struct Rule {
     pub message: &'static str,
 }
 
-/// A test proxy (plain HTTP/1.1) between Bifrost and moto that injects the service's errors.
+/// A request as the proxy received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    /// Lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// SHA-256 of the body as it arrived, before any damage.
+    pub sha256: [u8; 32],
+    pub len: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Bodies to damage: the first `times` requests whose method is `method` and whose target
+/// holds every one of `needles` and none of `not` reach the service with one byte flipped.
+pub struct Damage {
+    pub method: &'static str,
+    pub needles: Vec<String>,
+    pub not: Vec<String>,
+    pub times: usize,
+}
+
+/// A test proxy (plain HTTP/1.1) between Bifrost and an emulator that injects faults.
 pub struct FaultProxy {
     pub endpoint: String,
     pub rules: Arc<Mutex<Vec<Rule>>>,
     pub revoked: Arc<AtomicBool>,
     pub seen: Arc<Mutex<Vec<String>>>,
+    pub requests: Arc<Mutex<Vec<Seen>>>,
+    pub damage: Arc<Mutex<Vec<Damage>>>,
+}
+
+/// What one connection's requests are checked against and recorded in.
+#[derive(Clone)]
+struct Shared {
+    rules: Arc<Mutex<Vec<Rule>>>,
+    revoked: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<Seen>>>,
+    damage: Arc<Mutex<Vec<Damage>>>,
 }
 
 impl FaultProxy {
@@ -31,37 +76,48 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.trim_start_matches("http://").to_owned();
-        let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
-        let revoked = Arc::new(AtomicBool::new(false));
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (r, v, s) = (rules.clone(), revoked.clone(), seen.clone());
+        let shared = Shared {
+            rules: Arc::default(),
+            revoked: Arc::new(AtomicBool::new(false)),
+            seen: Arc::default(),
+            requests: Arc::default(),
+            damage: Arc::default(),
+        };
+        let s = shared.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (r, v, s, up) = (r.clone(), v.clone(), s.clone(), upstream.clone());
-                std::thread::spawn(move || serve(conn, &up, &r, &v, &s));
+                let (s, up) = (s.clone(), upstream.clone());
+                std::thread::spawn(move || serve(conn, &up, &s));
             }
         });
         Self {
             endpoint,
-            rules,
-            revoked,
-            seen,
+            rules: shared.rules,
+            revoked: shared.revoked,
+            seen: shared.seen,
+            requests: shared.requests,
+            damage: shared.damage,
         }
     }
 
     pub fn fail(&self, rule: Rule) {
         self.rules.lock().unwrap().push(rule);
     }
+
+    pub fn damage(&self, d: Damage) {
+        self.damage.lock().unwrap().push(d);
+    }
 }
 
 /// Serves one client connection, request after request.
-fn serve(
-    conn: TcpStream,
-    upstream: &str,
-    rules: &Mutex<Vec<Rule>>,
-    revoked: &AtomicBool,
-    seen: &Mutex<Vec<String>>,
-) {
+fn serve(conn: TcpStream, upstream: &str, shared: &Shared) {
+    let Shared {
+        rules,
+        revoked,
+        seen,
+        requests,
+        damage,
+    } = shared;
     let mut out = conn.try_clone().unwrap();
     let mut input = BufReader::new(conn);
     loop {
@@ -97,6 +153,31 @@ fn serve(
             return;
         }
         seen.lock().unwrap().push(format!("{method} {target}"));
+        requests.lock().unwrap().push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            headers: head[1..]
+                .iter()
+                .filter_map(|h| h.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect(),
+            sha256: Sha256::digest(&body).into(),
+            len: body.len(),
+        });
+        let hit = damage.lock().unwrap().iter_mut().any(|d| {
+            let hit = d.times > 0
+                && d.method == method
+                && d.needles.iter().all(|n| target.contains(n.as_str()))
+                && !d.not.iter().any(|n| target.contains(n.as_str()));
+            if hit {
+                d.times -= 1;
+            }
+            hit
+        });
+        if hit && !body.is_empty() {
+            let mid = body.len() / 2;
+            body[mid] ^= 0xff;
+        }
         let injected = if revoked.load(Ordering::SeqCst) {
             Some((
                 403,

@@ -1,19 +1,22 @@
-//! Azure's Set Blob Metadata, signed with the account's Shared Key: object_store completes an
-//! upload (Put Block List) without metadata, so a blob uploaded in blocks gets its modification
-//! time and BLAKE3 in a second request.
+//! Azure requests object_store cannot make: Put Blob and Put Block with `Content-MD5`, which
+//! the service checks against what arrives (object_store sends no checksum to Azure), and Set
+//! Blob Metadata (object_store completes an upload, Put Block List, without metadata, so a blob
+//! uploaded in blocks gets its modification time and BLAKE3 in a second request). Signed with
+//! the account's Shared Key.
 
+use base64::Engine as _;
+use bytes::Bytes;
+use md5::Digest as _;
 use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential};
-use object_store::{Attribute, Attributes};
+use object_store::multipart::PartId;
+use object_store::{Attributes, PutPayload};
 
-use super::SetMetadata;
+use super::signed::{self, Sender, SetMetadata};
 use crate::failure::CopyError;
 
-/// The most of an error answer's body read (its `<Code>` and `<Message>` come first).
-const MAX_ERROR_BODY: usize = 16 << 10;
-
-/// Sets blob metadata in one container.
-pub struct AzureMetadata {
-    client: reqwest::Client,
+/// Writes and sets metadata on blobs in one container.
+pub struct AzureBlobs {
+    sender: Sender,
     /// `https://ACCOUNT.blob.core.windows.net` or an emulator's `http://HOST:PORT/ACCOUNT`.
     account_url: String,
     container: String,
@@ -21,30 +24,26 @@ pub struct AzureMetadata {
     credential: AzureCredential,
 }
 
-impl std::fmt::Debug for AzureMetadata {
+impl std::fmt::Debug for AzureBlobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzureMetadata")
+        f.debug_struct("AzureBlobs")
             .field("account_url", &self.account_url)
             .field("container", &self.container)
             .finish_non_exhaustive()
     }
 }
 
-impl AzureMetadata {
+impl AzureBlobs {
     /// For `container` of `account` at `account_url`, signed with `access_key` (base64).
     pub fn new(
+        sender: Sender,
         account_url: &str,
-        account: &str,
-        container: &str,
+        (account, container): (&str, &str),
         access_key: &str,
     ) -> Result<Self, String> {
         let key = AzureAccessKey::try_new(access_key).map_err(|e| e.to_string())?;
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(Self {
-            client,
+            sender,
             account_url: account_url.trim_end_matches('/').to_owned(),
             container: container.to_owned(),
             account: account.to_owned(),
@@ -52,84 +51,98 @@ impl AzureMetadata {
         })
     }
 
-    async fn send(&self, key: &str, attributes: &Attributes) -> Result<(), CopyError> {
-        let fail = |status: Option<u16>, message: String| CopyError::Service {
-            status,
-            message: format!("set metadata: {message}"),
-            transient: status.is_none_or(|s| s >= 500 || s == 429 || s == 408),
-        };
-        let url = format!(
-            "{}/{}/{}?comp=metadata",
-            self.account_url,
-            self.container,
-            encode(key)
-        );
-        let mut request = http::Request::builder().method("PUT").uri(&url);
-        for (name, value) in attributes {
-            if let Attribute::Metadata(name) = name {
-                request = request.header(format!("x-ms-meta-{name}"), value.as_ref());
-            }
-        }
-        let mut request = request
-            .body(object_store::client::HttpRequestBody::from(Vec::new()))
-            .map_err(|e| fail(None, e.to_string()))?;
+    fn url(&self, key: &str, query: &str) -> String {
+        let (account, container) = (&self.account_url, &self.container);
+        format!("{account}/{container}/{}{query}", signed::encode(key))
+    }
+
+    /// Signs and sends a PUT of `body` to `url` with `headers`.
+    async fn put<'a>(
+        &self,
+        step: &str,
+        url: &str,
+        headers: impl IntoIterator<Item = (String, &'a str)>,
+        body: Bytes,
+    ) -> Result<(), CopyError> {
+        let mut request = signed::request("PUT", url, headers, body)?;
         AzureAuthorizer::new(&self.credential, &self.account)
             .try_authorize(&mut request)
-            .map_err(|e| fail(None, e.to_string()))?;
-        let mut out = self.client.put(&url).header("content-length", "0");
-        for (name, value) in request.headers() {
-            out = out.header(name, value);
-        }
-        let answer = out.send().await.map_err(|e| fail(None, e.to_string()))?;
-        let status = answer.status().as_u16();
-        if answer.status().is_success() {
-            return Ok(());
-        }
-        // An error body is read only so far: the service's code and message come first.
-        let mut answer = answer;
-        let mut raw = Vec::new();
-        while let Ok(Some(chunk)) = answer.chunk().await {
-            raw.extend_from_slice(&chunk);
-            if raw.len() >= MAX_ERROR_BODY {
-                raw.truncate(MAX_ERROR_BODY);
-                break;
-            }
-        }
-        let body = String::from_utf8_lossy(&raw).into_owned();
-        let code = between(&body, "Code").unwrap_or("");
-        let message = between(&body, "Message").unwrap_or(&body);
-        Err(fail(Some(status), format!("{status} {code}: {message}")))
+            .map_err(|e| signed::failure(step, None, e.to_string()))?;
+        self.sender.send(step, request).await.map(drop)
+    }
+
+    /// Puts `payload` whole as the blob at `key` with `attributes`, its MD5 checked by Azure.
+    pub async fn put_blob(
+        &self,
+        key: &str,
+        payload: PutPayload,
+        attributes: &Attributes,
+    ) -> Result<(), CopyError> {
+        let body = one(payload);
+        let (md5, length) = (md5_of(&body), body.len().to_string());
+        let fixed = [
+            ("x-ms-blob-type".to_owned(), "BlockBlob"),
+            ("content-md5".to_owned(), md5.as_str()),
+            ("content-length".to_owned(), length.as_str()),
+        ];
+        let meta = signed::metadata(attributes).map(|(n, v)| (format!("x-ms-meta-{n}"), v));
+        let url = self.url(key, "");
+        self.put("put", &url, fixed.into_iter().chain(meta), body)
+            .await
+    }
+
+    /// Puts part `idx` of upload `upload` of the blob at `key` as an uncommitted block, its MD5
+    /// checked by Azure. Block ids are unique to the upload and the part: a part sent again
+    /// replaces its block.
+    pub async fn put_block(
+        &self,
+        key: &str,
+        (upload, idx): (i64, usize),
+        payload: PutPayload,
+    ) -> Result<PartId, CopyError> {
+        let content_id = format!("{upload:016x}{idx:016x}");
+        let block = base64::engine::general_purpose::STANDARD.encode(&content_id);
+        let query = format!("?comp=block&blockid={}", signed::encode(&block));
+        let body = one(payload);
+        let (md5, length) = (md5_of(&body), body.len().to_string());
+        let fixed = [
+            ("content-md5".to_owned(), md5.as_str()),
+            ("content-length".to_owned(), length.as_str()),
+        ];
+        self.put("put part", &self.url(key, &query), fixed, body)
+            .await?;
+        Ok(PartId { content_id })
+    }
+
+    async fn set_metadata(&self, key: &str, attributes: &Attributes) -> Result<(), CopyError> {
+        let headers = signed::metadata(attributes).map(|(n, v)| (format!("x-ms-meta-{n}"), v));
+        let url = self.url(key, "?comp=metadata");
+        self.put("set metadata", &url, headers, Bytes::new()).await
     }
 }
 
-impl SetMetadata for AzureMetadata {
+/// The payload in one buffer (the service needs its length and MD5 before it is sent).
+fn one(payload: PutPayload) -> Bytes {
+    let mut chunks: Vec<Bytes> = payload.into_iter().collect();
+    if chunks.len() == 1 {
+        return chunks.pop().unwrap_or_default();
+    }
+    chunks.concat().into()
+}
+
+fn md5_of(body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body))
+}
+
+impl SetMetadata for AzureBlobs {
     fn set<'a>(
         &'a self,
         key: &'a str,
+        _size: u64,
         attributes: Attributes,
     ) -> futures_util::future::BoxFuture<'a, Result<(), CopyError>> {
-        Box::pin(async move { self.send(key, &attributes).await })
+        Box::pin(async move { self.set_metadata(key, &attributes).await })
     }
-}
-
-/// A key for a URL path: `/` kept, all but unreserved characters percent-encoded.
-fn encode(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() * 2);
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn between<'a>(s: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let start = s.find(&open)? + open.len();
-    let end = s[start..].find(&format!("</{tag}>"))? + start;
-    Some(&s[start..end])
 }
 
 #[cfg(test)]
@@ -137,7 +150,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_encoded_for_the_path() {
-        assert_eq!(encode("a b/ü%25.txt"), "a%20b/%C3%BC%2525.txt");
+    fn a_payload_of_many_chunks_is_one_buffer_with_its_md5() {
+        let p = PutPayload::from_iter([Bytes::from_static(b"ab"), Bytes::from_static(b"c")]);
+        let body = one(p);
+        assert_eq!(&body[..], b"abc");
+        // RFC 1321's test vector: MD5("abc").
+        assert_eq!(md5_of(&body), "kAFQmDzST7DWlj99KOF/cg==");
+        assert!(one(PutPayload::default()).is_empty());
     }
 }

@@ -81,7 +81,9 @@ pub fn unescape(key: &str) -> Option<Vec<u8>> {
 /// The key of destination path `dest` (absolute under the job's root, `/` separated) under
 /// `prefix`: escaped when some byte of it cannot stay.
 pub fn key(prefix: &str, dest: &RawPath, backslash: bool) -> Result<Key, CopyError> {
-    let rel = dest.0.strip_prefix(b"/").unwrap_or(&dest.0);
+    // A job into the destination's top has the root `/`, so its paths start `//`.
+    let start = dest.0.iter().take_while(|&&b| b == b'/').count();
+    let rel = &dest.0[start..];
     let plain = std::str::from_utf8(rel)
         .ok()
         .filter(|s| s.bytes().all(|b| keeps(b, backslash)));
@@ -155,6 +157,9 @@ mod tests {
         assert!(!k.escaped);
         let k = key("backup/2026", &RawPath::new("/x"), true).unwrap();
         assert_eq!(k.text, "backup/2026/x");
+        // Into the destination's top: the job's root is `/`.
+        let k = key("", &RawPath::new("//parts/big.bin"), true).unwrap();
+        assert_eq!(k.text, "parts/big.bin");
     }
 
     #[test]

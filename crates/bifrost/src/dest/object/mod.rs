@@ -7,7 +7,10 @@ pub mod azure;
 mod journal;
 pub mod keys;
 mod multipart;
+pub mod s3;
 pub mod service;
+pub mod signed;
+mod sizes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,26 +29,8 @@ use journal::{Begun, Part};
 use keys::Key;
 use service::failure;
 
-/// Files up to this size are read whole and put in batches.
-const WHOLE_MAX: u64 = 1 << 20;
-/// Files up to this size are buffered and put in one request; bigger ones go in parts.
-pub const STREAM_MAX: u64 = 8 << 20;
-/// The smallest part (S3 takes 5 MiB and up, but for the last).
-pub const MIN_PART: u64 = 8 << 20;
-/// The most parts an upload may have (S3's limit; Azure takes 50,000 blocks).
-pub const MAX_PARTS: u64 = 10_000;
-/// Whole files put at once.
-const PUTS_AT_ONCE: usize = 16;
-
-/// The part size for a file of `size` bytes: [`MIN_PART`] doubled until at most [`MAX_PARTS`]
-/// parts cover it (1 GiB parts for 5 TiB). A power of two, so parts follow the BLAKE3 tree.
-pub fn part_size(size: u64) -> u64 {
-    let mut p = MIN_PART;
-    while size.div_ceil(p) > MAX_PARTS {
-        p *= 2;
-    }
-    p
-}
+pub use signed::SetMetadata;
+use sizes::{part_size, MIN_PART, PUTS_AT_ONCE, STREAM_MAX, WHOLE_MAX};
 
 /// Where a job's objects go.
 pub struct Bucket {
@@ -59,18 +44,10 @@ pub struct Bucket {
     pub prefix: String,
     /// The destination's id, for the journal.
     pub id: String,
-    /// Sets an object's metadata after its upload completes, where creating the upload cannot.
+    /// Sets an object's metadata after a multipart upload completes (see [`signed`]).
     pub metadata: Option<Arc<dyn SetMetadata>>,
-}
-
-/// Sets metadata on an existing object (Azure's Set Blob Metadata).
-pub trait SetMetadata: Send + Sync {
-    /// Sets `attributes` on the object at `key`.
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        attributes: object_store::Attributes,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), CopyError>>;
+    /// Azure's writes with Content-MD5, in place of object_store's.
+    pub blobs: Option<Arc<azure::AzureBlobs>>,
 }
 
 /// A job's object destination.
@@ -137,6 +114,9 @@ impl Objects {
         payload: PutPayload,
         attributes: object_store::Attributes,
     ) -> Result<(), CopyError> {
+        if let Some(blobs) = &self.bucket.blobs {
+            return blobs.put_blob(&key.text, payload, &attributes).await;
+        }
         let opts = PutOptions {
             attributes,
             ..Default::default()
@@ -166,6 +146,7 @@ impl Destination for Objects {
             non_utf8_names: false,
             checksum: match self.bucket.kind {
                 "s3" => "SHA-256 of each request (x-amz-checksum-sha256), BLAKE3 at Bifrost",
+                "azure_blob" => "MD5 of each blob and block (Content-MD5), BLAKE3 at Bifrost",
                 _ => "BLAKE3 at Bifrost",
             },
             resume_at_byte: false,
@@ -379,29 +360,5 @@ impl Destination for Objects {
             .await
             .map_err(|e| failure("delete", e))?;
         Ok(Removed::Removed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parts_are_at_least_8_mib_and_at_most_10_000() {
-        assert_eq!(part_size(1), MIN_PART);
-        assert_eq!(part_size(MIN_PART * MAX_PARTS), MIN_PART);
-        assert_eq!(part_size(MIN_PART * MAX_PARTS + 1), 2 * MIN_PART);
-        let five_tib = 5u64 << 40;
-        let p = part_size(five_tib);
-        assert_eq!(p, 1 << 30);
-        let parts = crate::tree::parts_of(five_tib, p);
-        assert!(parts.len() as u64 <= MAX_PARTS);
-        // All but the last are the full size: S3 takes a short part only at the end.
-        assert!(parts[..parts.len() - 1].iter().all(|&(_, len)| len == p));
-        let odd = 3 * MIN_PART + 12_345;
-        let parts = crate::tree::parts_of(odd, part_size(odd));
-        assert!(parts[..parts.len() - 1]
-            .iter()
-            .all(|&(s, len)| len == MIN_PART && s % MIN_PART == 0));
     }
 }

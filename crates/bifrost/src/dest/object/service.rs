@@ -1,6 +1,7 @@
 //! What an object store said, as a file's failure: the HTTP status (typed where object_store
 //! types it, else read from its text) and the service's own code and message.
 
+use super::signed::element;
 use crate::failure::CopyError;
 
 /// The longest service message kept in a report.
@@ -21,14 +22,6 @@ pub fn status_of(e: &object_store::Error) -> Option<u16> {
             text.get(at..at + 3)?.parse().ok()
         }
     }
-}
-
-/// The text between `<tag>` and `</tag>` in `s`.
-fn element<'a>(s: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let start = s.find(&open)? + open.len();
-    let end = s[start..].find(&format!("</{tag}>"))? + start;
-    Some(s[start..end].trim())
 }
 
 /// `STATUS CODE: MESSAGE` from the service's answer where it sent one, else object_store's text.
@@ -56,6 +49,9 @@ pub fn message_of(e: &object_store::Error) -> String {
 /// 429 or a failed connection.
 pub fn failure(step: &str, e: object_store::Error) -> CopyError {
     let status = status_of(&e);
+    if status == Some(400) && damaged(&e.to_string()) {
+        return CopyError::Checksum(format!("{step}: {}", message_of(&e)));
+    }
     let transient = match status {
         Some(s) => s >= 500 || s == 408 || s == 429,
         None => matches!(e, object_store::Error::Generic { .. }),
@@ -65,6 +61,26 @@ pub fn failure(step: &str, e: object_store::Error) -> CopyError {
         message: format!("{step}: {}", message_of(&e)),
         transient,
     }
+}
+
+/// The service found that a body does not hash to the checksum sent with it (S3's
+/// `x-amz-checksum-sha256` or `x-amz-content-sha256`, Azure's `Content-MD5`): it changed on the
+/// way, so sending it again is the cure.
+pub fn damaged(answer: &str) -> bool {
+    let code = [
+        "BadDigest",
+        "Md5Mismatch",
+        "XAmzContentSHA256Mismatch",
+        "InvalidDigest",
+    ]
+    .iter()
+    .any(|code| answer.contains(&format!("<Code>{code}</Code>")));
+    // Azurite answers InvalidOperation "Provided contentMD5 doesn't match."
+    let said = element(answer, "Message").is_some_and(|m| {
+        let m = m.to_ascii_lowercase();
+        m.contains("md5") && m.contains("match")
+    });
+    code || said
 }
 
 #[cfg(test)]
