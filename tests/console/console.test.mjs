@@ -142,7 +142,7 @@ test('a transfer through the wizard reaches 100 %, with its report and CSV', asy
   await page.screenshot({ path: join(screenshots, 'job.png'), fullPage: true });
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download report (CSV)' }).click()]);
   const csv = readFileSync(await download.path(), 'utf8');
-  assert.match(csv.split('\r\n')[0], /^source,destination,size,status,reason,blake3$/);
+  assert.match(csv.split('\r\n')[0], /^source,destination,size,status,reason,blake3,kind$/);
   assert.equal(csv.trim().split('\r\n').length, 5, csv);
   assert.equal(readFileSync(join(dest, 'Finance/2026/Q1/report.txt'), 'utf8'), 'first quarter');
   assert.equal(readFileSync(join(dest, 'Finance/readme.txt'), 'utf8'), 'finance readme');

@@ -74,7 +74,7 @@ export function jobView(main, id) {
       const destHead = j && j.destination.kind === 'stored' ? (d ? `Object key in ${containerOf(d)}` : 'Object key') : 'Destination';
       fill(report, files.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'files' },
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Source'), h('th', { scope: 'col', class: 'hide-narrow' }, destHead), h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Reason'))),
-        h('tbody', {}, shown.map((f) => h('tr', {}, h('td', { class: 'path soft' }, breakable(f.source)), h('td', { class: 'path soft hide-narrow' }, breakable(f.destination)), h('td', { class: 'num' }, bytes(f.size)), h('td', {}, badge(f.status)), h('td', {}, f.reason || ''))))))
+        h('tbody', {}, shown.map((f) => h('tr', {}, h('td', { class: 'path soft' }, breakable(f.source)), h('td', { class: 'path soft hide-narrow' }, breakable(f.destination)), h('td', { class: 'num' }, bytes(f.size)), h('td', {}, badge(f.status)), h('td', {}, f.kind ? h('span', { class: 'muted' }, `${f.kind.replaceAll('_', ' ')}: `) : null, f.reason || ''))))))
         : h('p', { class: 'muted' }, filter ? `No ${filter} files.` : 'No files listed yet.'),
       files.length > shown.length ? h('p', { class: 'muted' }, `Showing the first ${shown.length} of ${files.length}; the CSV has them all.`) : null);
     } catch (e) { fill(report, h('p', { class: 'error' }, e.message)); }

@@ -65,6 +65,10 @@ pub enum CopyError {
     Internal(String),
 }
 
+/// The kind of a failure recorded before failures carried one (a row of an older database):
+/// reports and metrics call it this.
+pub const UNRECORDED: &str = "other";
+
 /// What the engine does with a failed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Then {

@@ -4,6 +4,7 @@ mod counts;
 mod destinations;
 mod files;
 mod jobs;
+mod schema;
 
 pub use counts::Counts;
 pub use destinations::DestinationRow;
@@ -33,82 +34,6 @@ pub struct Store {
     /// File results recorded since start, for `/metrics`.
     pub tally: Arc<crate::metrics::Tally>,
 }
-
-const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-PRAGMA foreign_keys = ON;
--- 32 MiB of pages (the default 2 MiB made a big job's updates read pages back from the file).
-PRAGMA cache_size = -32768;
-CREATE TABLE IF NOT EXISTS connectors (
-    id TEXT PRIMARY KEY,
-    key_hash TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    version TEXT, os TEXT, host TEXT, roots TEXT,
-    last_seen TEXT,
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    connector TEXT NOT NULL,
-    sources TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    plan TEXT NOT NULL DEFAULT '{}',
-    state TEXT NOT NULL,
-    reason TEXT,
-    concurrency INTEGER NOT NULL,
-    scanned INTEGER NOT NULL DEFAULT 0,
-    rerun_of TEXT,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS job_files (
-    job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    source_b64 TEXT,
-    dest TEXT NOT NULL,
-    dest_b64 TEXT NOT NULL DEFAULT '',
-    size INTEGER NOT NULL,
-    modified TEXT,
-    status TEXT NOT NULL,
-    reason TEXT,
-    blake3 TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (job, dest, dest_b64)
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_hash TEXT PRIMARY KEY,
-    csrf TEXT NOT NULL,
-    expires INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS job_files_status ON job_files (job, status, seq);
-CREATE UNIQUE INDEX IF NOT EXISTS job_files_seq ON job_files (job, seq);
-";
-
-/// Per job and status, how many files and bytes `job_files` holds, changed by the store in the
-/// same transaction as the files (`counts::CountChanges`): counting 20,000 rows took 12 ms, and a
-/// console polling a running job held the database that long at every refresh. Filled from
-/// `job_files` when a database from before it is opened.
-const COUNTS: &str = "
-CREATE TABLE job_counts (
-    job TEXT NOT NULL,
-    status TEXT NOT NULL,
-    files INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    PRIMARY KEY (job, status)
-);
-INSERT INTO job_counts SELECT job, status, COUNT(*), COALESCE(SUM(size), 0) FROM job_files GROUP BY job, status;
-";
-
-/// Triggers that kept the counts before the store did (a trigger program and a statement
-/// journal per row written cost more than the row): dropped, since the store now counts.
-const OLD_TRIGGERS: &str = "
-DROP TRIGGER IF EXISTS job_files_counted;
-DROP TRIGGER IF EXISTS job_files_recounted;
-DROP TRIGGER IF EXISTS job_files_uncounted;
-";
 
 /// A connector row.
 #[derive(Debug, Clone)]
@@ -148,22 +73,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(destinations::SCHEMA)?;
-        conn.execute_batch(crate::dest::object::SCHEMA)?;
-        // Checked inside the write transaction: two processes opening an older database at
-        // once fill the counts once.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let counted: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'job_counts')",
-            [],
-            |r| r.get(0),
-        )?;
-        if !counted {
-            tx.execute_batch(COUNTS)?;
-        }
-        tx.execute_batch(OLD_TRIGGERS)?;
-        tx.commit()?;
+        schema::bring_up(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             tally: Arc::default(),

@@ -348,6 +348,13 @@ pub struct FileReport {
     pub status: FileStatus,
     /// Why it failed or was skipped.
     pub reason: Option<String>,
+    /// What kind of failure it was, a label with few values that rewording `reason` does not
+    /// change: `vanished`, `permission`, `locked`, `special_file`, `refused`, `changed`,
+    /// `limit`, `checksum`, `link`, `disk_full`, `outside`, `destination`, `service`,
+    /// `internal`, or `other` for a failure recorded by a Bifrost from before kinds. Set for
+    /// failed files, and for deleted ones whose removal from the destination failed.
+    #[serde(default)]
+    pub kind: Option<String>,
     /// BLAKE3 of the copied file.
     pub blake3: Option<String>,
 }

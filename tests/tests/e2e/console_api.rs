@@ -271,7 +271,10 @@ fn size_preview_filters_mappings_and_csv() {
         .contains("attachment"));
     let csv = res.body_mut().read_to_string().unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "source,destination,size,status,reason,blake3");
+    assert_eq!(
+        lines[0],
+        "source,destination,size,status,reason,blake3,kind"
+    );
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[1..].iter().all(|l| l.contains(",copied,")), "{csv}");
 }

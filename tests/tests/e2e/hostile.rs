@@ -199,6 +199,7 @@ fn unsafe_names_from_the_agent_never_leave_the_destination() {
             f["reason"]
                 .as_str()
                 .is_some_and(|r| r.contains("unsafe file name"))
+                && f["kind"] == "limit"
         })
         .count();
     assert_eq!(unsafe_names, 5, "{files:?}");

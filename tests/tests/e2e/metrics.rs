@@ -90,6 +90,19 @@ fn metrics_parse_and_match_the_job_report() {
         .map(value)
         .sum();
     assert_eq!(failed, count("failed"));
+    // Each failed file is counted under the kind its report line carries.
+    for f in report.iter().filter(|f| f["status"] == "failed") {
+        let kind = f["kind"].as_str().unwrap_or_else(|| panic!("no kind: {f}"));
+        let n = report
+            .iter()
+            .filter(|g| g["status"] == "failed" && g["kind"] == kind)
+            .count() as f64;
+        assert_eq!(
+            find(&after, "bifrost_files_failed_total", &[("reason", kind)]),
+            Some(n),
+            "{f}"
+        );
+    }
     assert_eq!(failed, done["files_failed"].as_f64().unwrap());
     for (status, field) in [
         ("copied", "files_done"),

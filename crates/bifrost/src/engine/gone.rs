@@ -22,6 +22,8 @@ pub(super) async fn record_gone(app: &App, job: &JobRow, old: &str) -> Result<()
                     Err(e) => {
                         for f in &mut gone {
                             f.reason = Some(format!("deleted at the source since the last run; cannot remove it from the destination: {e}"));
+                            // The kind of a destination that cannot be used (`CopyError::Local`'s).
+                            f.kind = Some("destination");
                         }
                     }
                 }
@@ -39,29 +41,32 @@ pub(super) async fn record_gone(app: &App, job: &JobRow, old: &str) -> Result<()
     app.store.add_files(job.id.clone(), gone).await
 }
 
-/// Removes `gone` from `dest`, children before their folder, each line saying what became of it.
+/// Removes `gone` from `dest`, children before their folder, each line saying what became of it
+/// and, when the removal failed, the failure's kind.
 async fn remove_all<D: crate::dest::Destination>(dest: &D, gone: &mut [crate::store::NewFile]) {
     for f in gone.iter_mut().rev() {
-        f.reason = Some(remove_from_destination(dest, &f.dest).await);
+        let (reason, kind) = match dest.remove(&f.dest).await {
+            Ok(removed) => (removed_reason(removed), None),
+            Err(e) => (
+                format!("deleted at the source since the last run; cannot remove it from the destination: {e}"),
+                Some(e.kind()),
+            ),
+        };
+        f.reason = Some(reason);
+        f.kind = kind;
     }
 }
 
-async fn remove_from_destination<D: crate::dest::Destination>(
-    dest: &D,
-    path: &crate::raw_path::RawPath,
-) -> String {
-    match dest.remove(path).await {
-        Ok(Removed::Removed) => {
+fn removed_reason(removed: Removed) -> String {
+    match removed {
+        Removed::Removed => {
             "deleted at the source since the last run; removed from the destination".into()
         }
-        Ok(Removed::Gone) => {
+        Removed::Gone => {
             "deleted at the source since the last run; already gone from the destination".into()
         }
-        Ok(Removed::NotEmpty) => {
+        Removed::NotEmpty => {
             "deleted at the source since the last run; kept at the destination: the folder holds other files".into()
         }
-        Err(e) => format!(
-            "deleted at the source since the last run; cannot remove it from the destination: {e}"
-        ),
     }
 }

@@ -34,9 +34,10 @@ pub async fn files(
         .collect())
 }
 
-/// The report as CSV, a header line first, lines ending CR LF.
+/// The report as CSV, a header line first, lines ending CR LF. `kind` is last: sheets made
+/// from the columns before it still line up.
 pub fn csv(files: Vec<FileReport>) -> String {
-    let mut out = String::from("source,destination,size,status,reason,blake3\r\n");
+    let mut out = String::from("source,destination,size,status,reason,blake3,kind\r\n");
     for f in files {
         let status = serde_json::to_value(f.status)
             .ok()
@@ -49,6 +50,7 @@ pub fn csv(files: Vec<FileReport>) -> String {
             status,
             csv_field(f.reason.as_deref().unwrap_or_default()),
             f.blake3.unwrap_or_default(),
+            csv_field(f.kind.as_deref().unwrap_or_default()),
         ];
         out.push_str(&fields.join(","));
         out.push_str("\r\n");
@@ -68,12 +70,41 @@ fn csv_field(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use mover_proto::api::{FileReport, FileStatus};
+
+    use super::{csv, csv_field};
 
     #[test]
     fn csv_fields_are_quoted_and_defused() {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "\"'=cmd()\"");
+    }
+
+    #[test]
+    fn the_kind_is_the_last_column() {
+        let f = |status, reason: Option<&str>, kind: Option<&str>| FileReport {
+            source: "/s/a".into(),
+            destination: "a".into(),
+            size: 3,
+            status,
+            reason: reason.map(Into::into),
+            kind: kind.map(Into::into),
+            blake3: None,
+        };
+        let out = csv(vec![
+            f(FileStatus::Failed, Some("slow down"), Some("service")),
+            f(FileStatus::Copied, None, None),
+        ]);
+        let lines: Vec<&str> = out.split("\r\n").collect();
+        assert_eq!(
+            lines[0],
+            "source,destination,size,status,reason,blake3,kind"
+        );
+        assert_eq!(
+            lines[1],
+            "\"/s/a\",\"a\",3,failed,\"slow down\",,\"service\""
+        );
+        assert_eq!(lines[2], "\"/s/a\",\"a\",3,copied,\"\",,\"\"");
     }
 }

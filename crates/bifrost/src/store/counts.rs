@@ -93,6 +93,7 @@ mod tests {
 
     use super::*;
     use crate::dest::folder::full::OLD_REASON as OLD_DISK_FULL;
+    use crate::failure::CopyError;
     use crate::raw_path::RawPath;
     use crate::store::{FileUpdate, NewFile};
 
@@ -104,6 +105,7 @@ mod tests {
             modified: None,
             status,
             reason: None,
+            kind: None,
         }
     }
 
@@ -164,6 +166,7 @@ mod tests {
             status,
             size,
             reason: None,
+            kind: None,
             blake3: None,
         };
         store
@@ -253,22 +256,41 @@ mod tests {
         let names = [("a", 10), ("b", 20), ("c", 30), ("d", 40)];
         let files = names.map(|(n, size)| file(n, size, FileStatus::Pending));
         store.add_files("j".into(), files.to_vec()).await.unwrap();
-        let failed = |seq, size, reason: String| FileUpdate::Finish {
+        let failed = |seq, size, e: CopyError| FileUpdate::Finish {
             seq,
             status: FileStatus::Failed,
             size,
-            reason: Some(reason),
+            reason: Some(e.to_string()),
+            kind: Some(e.kind()),
             blake3: None,
         };
         let full = crate::dest::folder::full::reason(&std::io::Error::from(
             std::io::ErrorKind::StorageFull,
         ));
         let updates = vec![
-            failed(1, 10, full),
-            failed(2, 20, OLD_DISK_FULL.into()),
-            failed(3, 30, "permission denied: no disk full: here".into()),
+            failed(1, 10, CopyError::DiskFull(full)),
+            failed(2, 20, CopyError::DiskFull("the disk filled up".into())),
+            failed(
+                3,
+                30,
+                CopyError::Refused {
+                    kind: "permission",
+                    message: "permission denied: no disk full: here".into(),
+                },
+            ),
         ];
         store.update_files("j".into(), updates).await.unwrap();
+        assert_eq!(store.tally.failed("disk_full"), 2);
+        // A row an older Bifrost recorded, without a kind: found by its reason.
+        store
+            .call(|c| {
+                c.execute(
+                    "UPDATE job_files SET kind = NULL, reason = ?1 WHERE job = 'j' AND seq = 2",
+                    [OLD_DISK_FULL],
+                )
+            })
+            .await
+            .unwrap();
         assert_eq!(store.retry_disk_full("k".into()).await.unwrap(), 0);
         assert_eq!(store.retry_disk_full("j".into()).await.unwrap(), 2);
         assert_eq!(kept(&store, "j").await, recount(&store, "j").await);

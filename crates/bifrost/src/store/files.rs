@@ -6,6 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use super::counts::CountChanges;
 use super::{Store, StoreError};
 use crate::dest::folder::full::{OLD_REASON as OLD_DISK_FULL, PREFIX as DISK_FULL};
+use crate::failure::UNRECORDED;
 use crate::metrics::Tally;
 use crate::raw_path::RawPath;
 
@@ -60,6 +61,9 @@ pub struct NewFile {
     pub status: FileStatus,
     /// Why skipped or failed.
     pub reason: Option<String>,
+    /// The failure's kind ([`CopyError::kind`](crate::failure::CopyError::kind)), for a file
+    /// failed from the start or one whose removal from the destination failed.
+    pub kind: Option<&'static str>,
 }
 
 /// What becomes of one pending file after an attempt at it.
@@ -75,6 +79,9 @@ pub enum FileUpdate {
         size: u64,
         /// Why skipped or failed, or what was new about it.
         reason: Option<String>,
+        /// The failure's kind ([`CopyError::kind`](crate::failure::CopyError::kind)): set when
+        /// it failed, so metrics and reports need not read the reason.
+        kind: Option<&'static str>,
         /// BLAKE3 of what was copied.
         blake3: Option<String>,
     },
@@ -116,8 +123,8 @@ impl Store {
             {
                 let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_files WHERE job = ?1", [&job], |r| r.get(0))?;
                 let mut stmt = tx.prepare(
-                    "INSERT OR IGNORE INTO job_files (job, seq, source, source_b64, dest, dest_b64, size, modified, status, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT OR IGNORE INTO job_files (job, seq, source, source_b64, dest, dest_b64, size, modified, status, reason, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?;
                 for (i, f) in files.into_iter().enumerate() {
                     let inserted = stmt.execute(params![
@@ -130,12 +137,13 @@ impl Store {
                         f.size as i64,
                         f.modified,
                         status_str(f.status),
-                        f.reason
+                        f.reason,
+                        f.kind
                     ])?;
                     if inserted > 0 {
                         counts.add(f.status, 1, f.size as i64);
                         if f.status != FileStatus::Pending {
-                            settled.push((f.status, f.size, f.reason));
+                            settled.push((f.status, f.size, f.kind));
                         }
                     }
                 }
@@ -163,6 +171,7 @@ impl Store {
                         modified: r.get(5)?,
                         status: FileStatus::Deleted,
                         reason: None,
+                        kind: None,
                     })
                 })?
                 .collect();
@@ -218,7 +227,7 @@ impl Store {
                     "SELECT size FROM job_files WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
                 )?;
                 let mut finish = tx.prepare_cached(
-                    "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
+                    "UPDATE job_files SET status = ?3, size = ?4, reason = ?5, blake3 = ?6, kind = ?7 WHERE job = ?1 AND seq = ?2 AND status = 'pending'",
                 )?;
                 let mut attempted = tx.prepare_cached(
                     "UPDATE job_files SET attempts = attempts + 1 WHERE job = ?1 AND seq = ?2",
@@ -230,6 +239,7 @@ impl Store {
                             status,
                             size,
                             reason,
+                            kind,
                             blake3,
                         } => {
                             let Some(was) = listed
@@ -245,11 +255,12 @@ impl Store {
                                 status_str(status),
                                 size as i64,
                                 reason,
-                                blake3
+                                blake3,
+                                kind
                             ])?;
                             counts.add(FileStatus::Pending, -1, -was);
                             counts.add(status, 1, size as i64);
-                            settled.push((status, size, reason));
+                            settled.push((status, size, kind));
                         }
                         FileUpdate::Attempted { seq } => {
                             attempted.execute(params![job, seq])?;
@@ -289,17 +300,14 @@ impl Store {
     pub async fn retry_disk_full(&self, job: String) -> Result<u64, StoreError> {
         self.call(move |c| {
             let tx = c.transaction()?;
-            // `reason` starts with the classifier's prefix; the old fixed text is matched too.
             let (files, bytes): (i64, i64) = tx.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM job_files
-                 WHERE job = ?1 AND status = 'failed' AND (substr(reason, 1, ?2) = ?3 OR reason = ?4)",
+                &format!("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM job_files WHERE {FAILED_DISK_FULL}"),
                 params![job, DISK_FULL.len(), DISK_FULL, OLD_DISK_FULL],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             if files > 0 {
                 tx.execute(
-                    "UPDATE job_files SET status = 'pending', reason = NULL
-                     WHERE job = ?1 AND status = 'failed' AND (substr(reason, 1, ?2) = ?3 OR reason = ?4)",
+                    &format!("UPDATE job_files SET status = 'pending', reason = NULL, kind = NULL WHERE {FAILED_DISK_FULL}"),
                     params![job, DISK_FULL.len(), DISK_FULL, OLD_DISK_FULL],
                 )?;
                 let mut counts = CountChanges::default();
@@ -332,19 +340,24 @@ impl Store {
     ) -> Result<Vec<(FileReport, RawPath)>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare(
-                "SELECT source, dest, size, status, reason, blake3, dest_b64 FROM job_files WHERE job = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
+                "SELECT source, dest, size, status, reason, blake3, dest_b64, kind FROM job_files WHERE job = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq",
             )?;
             let rows = stmt
                 .query_map(params![job, status.map(status_str)], |r| {
                     let destination: String = r.get(1)?;
                     let b64: String = r.get(6)?;
                     let exact = RawPath::from_stored(destination.clone(), Some(&b64));
+                    let status = parse_status(&r.get::<_, String>(3)?);
+                    let kind = r.get::<_, Option<String>>(7)?.or_else(|| {
+                        (status == FileStatus::Failed).then(|| UNRECORDED.to_owned())
+                    });
                     let report = FileReport {
                         source: r.get(0)?,
                         destination,
                         size: r.get::<_, i64>(2)? as u64,
-                        status: parse_status(&r.get::<_, String>(3)?),
+                        status,
                         reason: r.get(4)?,
+                        kind,
                         blake3: r.get(5)?,
                     };
                     Ok((report, exact))
@@ -356,8 +369,13 @@ impl Store {
     }
 }
 
-/// Files that reached a final status in a transaction: status, size and reason.
-type Settled = Vec<(FileStatus, u64, Option<String>)>;
+/// The job's files (`?1`) that failed on a full destination: by their kind, or, in rows from
+/// before kinds were kept, by their reason (`?3`, `?2` bytes long, starts it; or it is `?4`).
+const FAILED_DISK_FULL: &str = "job = ?1 AND status = 'failed' AND (kind = 'disk_full'
+    OR (kind IS NULL AND (substr(reason, 1, ?2) = ?3 OR reason = ?4)))";
+
+/// Files that reached a final status in a transaction: status, size and failure kind.
+type Settled = Vec<(FileStatus, u64, Option<&'static str>)>;
 
 /// Commits `tx` with its count changes, then tallies the files it settled for `/metrics`: once
 /// committed, so a rolled-back batch is not counted.
@@ -370,8 +388,8 @@ fn commit_counted(
 ) -> rusqlite::Result<()> {
     counts.apply(&tx, job)?;
     tx.commit()?;
-    for (status, size, reason) in settled {
-        tally.record(status, size, reason.as_deref());
+    for (status, size, kind) in settled {
+        tally.record(status, size, kind);
     }
     Ok(())
 }
