@@ -7,6 +7,7 @@ pub mod cloud;
 pub mod counted;
 pub mod model;
 pub mod probe;
+pub mod request;
 pub mod seal;
 
 use std::path::Path;
@@ -156,7 +157,7 @@ pub async fn stored(app: &App, id: &str) -> Result<Stored, DestinationError> {
 
 /// Checks, seals and stores a new destination.
 pub async fn create(app: &App, req: NewDestination) -> Result<DestinationView, DestinationError> {
-    let settings = model::settings(req).map_err(DestinationError::Invalid)?;
+    let settings = request::settings(req).map_err(DestinationError::Invalid)?;
     let id = new_id();
     let sealed = seal(app, &id, &settings.credentials)?;
     app.store
@@ -189,7 +190,7 @@ pub async fn update(
     patch: DestinationPatch,
 ) -> Result<DestinationView, DestinationError> {
     let old = stored(app, id).await?;
-    let settings = model::patched(old.settings, patch).map_err(DestinationError::Invalid)?;
+    let settings = request::patched(old.settings, patch).map_err(DestinationError::Invalid)?;
     let sealed = seal(app, id, &settings.credentials)?;
     if !app
         .store

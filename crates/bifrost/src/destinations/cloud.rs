@@ -259,7 +259,7 @@ pub fn build(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::destinations::model::settings;
+    use crate::destinations::request::settings;
 
     fn stored(json: &str) -> Stored {
         Stored {
