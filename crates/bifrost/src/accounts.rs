@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use mover_proto::accounts::{MAX_PASSWORD_BYTES, MAX_USER_NAME_CHARS, MIN_PASSWORD_CHARS};
 pub use mover_proto::accounts::{Role, Secret};
+use mover_proto::accounts::{MAX_PASSWORD_BYTES, MAX_USER_NAME_CHARS, MIN_PASSWORD_CHARS};
 use tokio::sync::Semaphore;
 
 /// Hashes computed at once at most: each holds 19 MiB and a core (argon2id's default cost),
@@ -107,7 +107,11 @@ impl Hasher {
 
     /// Whether `password` matches `phc`; with no hash (no such account) it is checked against
     /// a dummy one and fails, in the same time.
-    pub async fn verify(&self, password: Secret, phc: Option<String>) -> Result<bool, AccountError> {
+    pub async fn verify(
+        &self,
+        password: Secret,
+        phc: Option<String>,
+    ) -> Result<bool, AccountError> {
         self.run(move || match phc {
             Some(phc) => verify_now(&password, &phc),
             None => {
@@ -151,9 +155,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
         _ if name.chars().count() > MAX_USER_NAME_CHARS => Err(format!(
             "an account name has at most {MAX_USER_NAME_CHARS} characters"
         )),
-        _ if !name.chars().all(ok_char) => Err(
-            "an account name has only letters, digits and the characters . _ - @".into(),
-        ),
+        _ if !name.chars().all(ok_char) => {
+            Err("an account name has only letters, digits and the characters . _ - @".into())
+        }
         _ => Ok(()),
     }
 }
@@ -240,7 +244,10 @@ mod tests {
         let wrong = Secret::new("correct horse battery!");
         assert!(!hasher.verify(wrong, Some(phc.clone())).await.unwrap());
         assert!(!hasher.verify(pw.clone(), None).await.unwrap());
-        assert!(!hasher.verify(pw.clone(), Some("garbage".into())).await.unwrap());
+        assert!(!hasher
+            .verify(pw.clone(), Some("garbage".into()))
+            .await
+            .unwrap());
         // The same password hashes differently each time (a fresh salt).
         assert_ne!(hasher.hash(pw).await.unwrap(), phc);
     }
@@ -250,8 +257,10 @@ mod tests {
         let (a, b) = (one_time_password().unwrap(), one_time_password().unwrap());
         assert_ne!(a.expose(), b.expose());
         assert_eq!(a.expose().len(), 23, "{}", a.expose());
-        assert!(a.expose().split('-').all(|g| g.len() == 5
-            && g.bytes().all(|c| ALPHABET.contains(&c))));
+        assert!(a
+            .expose()
+            .split('-')
+            .all(|g| g.len() == 5 && g.bytes().all(|c| ALPHABET.contains(&c))));
         assert_eq!(format!("{a:?}"), "[redacted]");
     }
 
@@ -279,7 +288,10 @@ mod tests {
         for bad in ["", "0s", "m", "5w", "-1s", "1.5h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        assert_eq!(SessionPolicy::default().touch_every(), Duration::from_secs(30));
+        assert_eq!(
+            SessionPolicy::default().touch_every(),
+            Duration::from_secs(30)
+        );
         let short = SessionPolicy {
             idle: Duration::from_secs(2),
             max: Duration::from_secs(60),

@@ -279,7 +279,10 @@ async fn users(args: UserArgs) -> anyhow::Result<()> {
             let added = admin::add(&store, &name, role).await?;
             println!("Added {} ({}).", added.user.name, added.user.role);
             println!("One-time password: {}", added.password.expose());
-            println!("It is shown only now; {} chooses a new password at the first sign-in.", added.user.name);
+            println!(
+                "It is shown only now; {} chooses a new password at the first sign-in.",
+                added.user.name
+            );
         }
         UserCommand::List => {
             println!("{:<24} {:<9} {:<21} ADDED", "NAME", "ROLE", "STATE");

@@ -49,10 +49,16 @@ fn a_user_from_the_cli_signs_in_changes_the_one_time_password_and_works() {
     // Until the password is changed, nothing else.
     let (status, body) = s.call("GET", "/api/v1/connectors", None);
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("new password"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("new password"),
+        "{body}"
+    );
     let (status, body) = s.change_password(&otp, "too short");
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("12 characters"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("12 characters"),
+        "{body}"
+    );
     let (status, _) = s.change_password("not the current one", NEW);
     assert_eq!(status, 401);
     let (status, me) = s.change_password(&otp, NEW);
@@ -68,13 +74,19 @@ fn a_user_from_the_cli_signs_in_changes_the_one_time_password_and_works() {
     assert_eq!((status, &me["must_change"]), (200, &json!(false)), "{me}");
     let list = stdout(&bifrost.user(&["list"]));
     let line = list.lines().find(|l| l.starts_with("alice ")).unwrap();
-    assert!(line.contains("operator") && line.contains("active"), "{list}");
+    assert!(
+        line.contains("operator") && line.contains("active"),
+        "{list}"
+    );
 
     // The CLI refuses a taken name and an unknown role.
     let again = bifrost.user(&["add", "Alice", "--role", "viewer"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already an account"));
-    assert!(!bifrost.user(&["add", "x", "--role", "root"]).status.success());
+    assert!(!bifrost
+        .user(&["add", "x", "--role", "root"])
+        .status
+        .success());
 
     // A must-change user may still sign out.
     let bob = bifrost.user_add("bob", "viewer");
@@ -91,7 +103,10 @@ fn a_user_from_the_cli_signs_in_changes_the_one_time_password_and_works() {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline);
-            assert!(!cmdline.contains(&otp) && !cmdline.contains(NEW), "{cmdline}");
+            assert!(
+                !cmdline.contains(&otp) && !cmdline.contains(NEW),
+                "{cmdline}"
+            );
         }
     }
 }
@@ -110,7 +125,10 @@ fn sessions_end_when_idle_and_at_their_maximum_age() {
     std::thread::sleep(Duration::from_millis(4_500));
     let (status, body) = s.call("GET", "/api/v1/jobs", None);
     assert_eq!(status, 401, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("session has ended"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("session has ended"));
     assert_eq!(s.call("GET", "/api/v1/session", None).1["signed_in"], false);
 
     // Maximum age: busy all along (a call every 0.7 s), it still ends after 6 s. A session
@@ -123,11 +141,18 @@ fn sessions_end_when_idle_and_at_their_maximum_age() {
         if status != 200 {
             break (status, age);
         }
-        assert!(age < Duration::from_secs(9), "the session outlived its maximum");
+        assert!(
+            age < Duration::from_secs(9),
+            "the session outlived its maximum"
+        );
         std::thread::sleep(Duration::from_millis(700));
     };
     assert_eq!(ended.0, 401);
-    assert!(ended.1 > Duration::from_secs(5), "ended after {:?}", ended.1);
+    assert!(
+        ended.1 > Duration::from_secs(5),
+        "ended after {:?}",
+        ended.1
+    );
 }
 
 #[test]
@@ -259,10 +284,17 @@ fn the_admin_token_still_signs_in_as_admin() {
     let (_dir, _ca, bifrost) = started();
     let (status, me, t) = bifrost.sign_in_with(json!({"token": bifrost.token}));
     assert_eq!(status, 200, "{me}");
-    assert_eq!((&me["name"], &me["role"]), (&json!("admin token"), &json!("admin")));
+    assert_eq!(
+        (&me["name"], &me["role"]),
+        (&json!("admin token"), &json!("admin"))
+    );
     let t = t.unwrap();
     assert_eq!(t.call("GET", "/api/v1/connectors", None).0, 200);
-    assert_eq!(t.change_password("x", NEW).0, 409, "the token has no password");
+    assert_eq!(
+        t.change_password("x", NEW).0,
+        409,
+        "the token has no password"
+    );
     let both = json!({"name": "x", "password": "y", "token": bifrost.token});
     assert_eq!(bifrost.sign_in_with(both).0, 400);
 }

@@ -121,7 +121,13 @@ pub fn list_line(u: &UserRow) -> String {
         (false, true) => "must change password",
         (false, false) => "active",
     };
-    format!("{:<24} {:<9} {:<21} {}", u.name, u.role.as_str(), state, u.created)
+    format!(
+        "{:<24} {:<9} {:<21} {}",
+        u.name,
+        u.role.as_str(),
+        state,
+        u.created
+    )
 }
 
 #[cfg(test)]
@@ -163,15 +169,28 @@ mod tests {
         };
         let session = |h: &str| store.session(h.to_owned(), live(100));
         store
-            .create_session("h1".into(), "c".into(), Some(added.user.id.clone()), live(100))
+            .create_session(
+                "h1".into(),
+                "c".into(),
+                Some(added.user.id.clone()),
+                live(100),
+            )
             .await
             .unwrap();
-        assert_eq!(session("h1").await.unwrap().unwrap().user.unwrap().name, "alice");
+        assert_eq!(
+            session("h1").await.unwrap().unwrap().user.unwrap().name,
+            "alice"
+        );
         let (_, ended) = reset(&store, "alice").await.unwrap();
         assert_eq!(ended, 1);
         assert!(session("h1").await.unwrap().is_none());
         store
-            .create_session("h2".into(), "c".into(), Some(added.user.id.clone()), live(100))
+            .create_session(
+                "h2".into(),
+                "c".into(),
+                Some(added.user.id.clone()),
+                live(100),
+            )
             .await
             .unwrap();
         assert_eq!(set_disabled(&store, "alice", true).await.unwrap(), 1);
@@ -185,8 +204,23 @@ mod tests {
             .create_session("t".into(), "c".into(), None, live(100))
             .await
             .unwrap();
-        assert!(store.session("t".into(), live(150)).await.unwrap().is_some());
-        assert!(store.session("t".into(), live(181)).await.unwrap().is_some(), "touched at 150");
-        assert!(store.session("t".into(), live(242)).await.unwrap().is_none());
+        assert!(store
+            .session("t".into(), live(150))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(
+            store
+                .session("t".into(), live(181))
+                .await
+                .unwrap()
+                .is_some(),
+            "touched at 150"
+        );
+        assert!(store
+            .session("t".into(), live(242))
+            .await
+            .unwrap()
+            .is_none());
     }
 }

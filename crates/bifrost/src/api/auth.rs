@@ -109,12 +109,17 @@ pub fn liveness(app: &App, touch: bool) -> Liveness {
     }
 }
 
-/// `429` with `Retry-After`: `what` has had too many failures.
+/// What [`too_many`] says when an address is past its limit.
+pub const FROM_ADDRESS: &str = "too many wrong tokens or passwords from this address";
+/// What [`too_many`] says when an account is past its limit.
+pub const FOR_ACCOUNT: &str = "too many failed sign-ins for this account";
+
+/// `429` with `Retry-After`: `what` (one of the constants above) and how long to wait.
 pub fn too_many(wait: Duration, what: &str) -> Response {
     let secs = retry_after(wait);
     let mut res = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        format!("too many failed sign-ins {what}; try again in {secs} s"),
+        format!("{what}; try again in {secs} s"),
     )
     .into_response();
     res.headers_mut()
@@ -130,7 +135,7 @@ pub async fn wrong(app: &App, peer: IpAddr, error: ApiError) -> Response {
             tokio::time::sleep(WrongTokens::delay()).await;
             error.into_response()
         }
-        Err(wait) => too_many(wait, "from this address"),
+        Err(wait) => too_many(wait, FROM_ADDRESS),
     }
 }
 
@@ -154,7 +159,7 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
     if let Some(given) = bearer {
         let peer = peer_ip(req.extensions());
         if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
-            return reject(req, too_many(wait, "from this address")).await;
+            return reject(req, too_many(wait, FROM_ADDRESS)).await;
         }
         if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
             req.extensions_mut().insert(Actor::token(None));
@@ -172,7 +177,11 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
         return reject(req, e).await;
     };
     let hashed = hash(&token);
-    let row = match app.store.session(hashed.clone(), liveness(&app, true)).await {
+    let row = match app
+        .store
+        .session(hashed.clone(), liveness(&app, true))
+        .await
+    {
         Ok(Some(row)) => row,
         Ok(None) => {
             let e = ApiError::new(
@@ -203,7 +212,11 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
 /// Refuses every call of a user who must choose a new password first (after `bifrost user add`
 /// or `reset`), but changing it and signing out, which are routed around this layer.
 pub async fn require_password_changed(req: Request, next: Next) -> Response {
-    if req.extensions().get::<Actor>().is_some_and(|a| a.must_change) {
+    if req
+        .extensions()
+        .get::<Actor>()
+        .is_some_and(|a| a.must_change)
+    {
         let e = ApiError::new(
             StatusCode::FORBIDDEN,
             "choose a new password first: POST /api/v1/session/password {\"current\", \"new\"}",

@@ -36,7 +36,10 @@ pub async fn events(
             // A look, not a use: an open stream does not keep an idle session alive.
             if let Some((hash, _)) = &actor.session {
                 if n % SESSION_TICKS == 0
-                    && !matches!(app.store.session(hash.clone(), liveness(&app, false)).await, Ok(Some(_)))
+                    && !matches!(
+                        app.store.session(hash.clone(), liveness(&app, false)).await,
+                        Ok(Some(_))
+                    )
                 {
                     return;
                 }

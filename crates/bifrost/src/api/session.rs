@@ -12,7 +12,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use mover_proto::api::{Login, PasswordChange, SessionInfo};
 
 use super::auth::{
-    constant_time_eq, cookie, hash, liveness, peer_ip, too_many, wrong, Actor, COOKIE,
+    constant_time_eq, cookie, hash, liveness, peer_ip, too_many, wrong, Actor, COOKIE, FOR_ACCOUNT,
+    FROM_ADDRESS,
 };
 use super::{ApiError, Json};
 use crate::accounts::{check_new_password, Secret};
@@ -28,7 +29,11 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
 fn info(actor: &Actor) -> SessionInfo {
     SessionInfo {
         signed_in: true,
-        csrf: actor.session.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
+        csrf: actor
+            .session
+            .as_ref()
+            .map(|s| s.1.clone())
+            .unwrap_or_default(),
         name: Some(actor.name.clone()),
         role: Some(actor.role),
         must_change: actor.must_change,
@@ -44,7 +49,7 @@ pub async fn login(
     let peer = peer_ip(&extensions);
     let now = tokio::time::Instant::now();
     if let Err(wait) = app.wrong_tokens.blocked(peer, now) {
-        return Ok(too_many(wait, "from this address"));
+        return Ok(too_many(wait, FROM_ADDRESS));
     }
     let user = match (req.name, req.password, req.token) {
         (None, None, Some(token)) => {
@@ -60,11 +65,15 @@ pub async fn login(
         (Some(name), Some(password), None) => {
             let name = name.trim().to_owned();
             if let Err(wait) = app.wrong_tokens.account_blocked(&name, now) {
-                return Ok(too_many(wait, "for this account"));
+                return Ok(too_many(wait, FOR_ACCOUNT));
             }
             let found = app.store.user_for_login(name.clone()).await?;
             let phc = found.as_ref().map(|(_, h)| h.clone());
-            let right = app.hasher.verify(password, phc).await.map_err(ApiError::internal)?;
+            let right = app
+                .hasher
+                .verify(password, phc)
+                .await
+                .map_err(ApiError::internal)?;
             match found {
                 Some((user, _)) if right && user.disabled => {
                     return Err(ApiError::new(
@@ -112,7 +121,7 @@ async fn failed_sign_in(app: &App, peer: std::net::IpAddr, name: &str) -> Respon
         .wrong_tokens
         .charge_account(name, tokio::time::Instant::now())
     {
-        return too_many(wait, "for this account");
+        return too_many(wait, FOR_ACCOUNT);
     }
     let e = ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password");
     wrong(app, peer, e).await
@@ -130,7 +139,11 @@ pub async fn current(
     };
     let hashed = hash(&token);
     Ok(axum::Json(
-        match app.store.session(hashed.clone(), liveness(&app, false)).await? {
+        match app
+            .store
+            .session(hashed.clone(), liveness(&app, false))
+            .await?
+        {
             Some(row) => info(&Actor::of_session(row, hashed)),
             None => SessionInfo::signed_out(),
         },
@@ -153,10 +166,10 @@ pub async fn change_password(
     let peer = peer_ip(&extensions);
     let now = tokio::time::Instant::now();
     if let Err(wait) = app.wrong_tokens.blocked(peer, now) {
-        return Ok(too_many(wait, "from this address"));
+        return Ok(too_many(wait, FROM_ADDRESS));
     }
     if let Err(wait) = app.wrong_tokens.account_blocked(&actor.name, now) {
-        return Ok(too_many(wait, "for this account"));
+        return Ok(too_many(wait, FOR_ACCOUNT));
     }
     let phc = app.store.password_hash(user_id.clone()).await?;
     let right = app

@@ -70,8 +70,8 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     user_row_at(r, 0)
 }
 
-/// A live console session.
-#[derive(Debug, Clone)]
+/// A live console session (no `Debug`: the CSRF token stays out of logs).
+#[derive(Clone)]
 pub struct SessionRow {
     /// The CSRF token its state-changing calls carry.
     pub csrf: String,
@@ -279,7 +279,12 @@ impl Store {
                             Some(_) => Some(user_row_at(r, 4)?),
                             None => None,
                         };
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, user))
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            user,
+                        ))
                     },
                 )
                 .optional()?;
@@ -293,7 +298,10 @@ impl Store {
                 c.execute("DELETE FROM sessions WHERE token_hash = ?1", [&token_hash])?;
                 return Ok(None);
             }
-            if live.touch_every.is_some_and(|every| live.now - last_seen >= every) {
+            if live
+                .touch_every
+                .is_some_and(|every| live.now - last_seen >= every)
+            {
                 c.execute(
                     "UPDATE sessions SET last_seen = ?2 WHERE token_hash = ?1",
                     params![token_hash, live.now],

@@ -152,14 +152,24 @@ mod tests {
         let c = rusqlite::Connection::open(&path).unwrap();
         let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
         assert_eq!(count("SELECT COUNT(*) FROM sessions"), 0);
-        assert_eq!(count("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'via'"), 1);
-        c.execute("INSERT INTO sessions VALUES ('h2', 'c', NULL, 'token', 1, 1, 2)", [])
-            .unwrap();
+        assert_eq!(
+            count("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'via'"),
+            1
+        );
+        c.execute(
+            "INSERT INTO sessions VALUES ('h2', 'c', NULL, 'token', 1, 1, 2)",
+            [],
+        )
+        .unwrap();
         drop(c);
         // Opened again, the new table and its rows stay.
         drop(Store::open(&path).unwrap());
         let c = rusqlite::Connection::open(&path).unwrap();
-        assert_eq!(c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0)).unwrap(), 1);
+        assert_eq!(
+            c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
