@@ -54,7 +54,7 @@ test('sign in: a wrong token is refused, the right one accepted', async () => {
   await page.getByRole('button', { name: 'Sign in with a token' }).click();
   await page.getByLabel('Admin token').fill('not-the-token');
   page.expectStatus = 401;
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.locator('#login-error', { hasText: 'not the admin token' }).waitFor();
   page.expectStatus = null;
   await page.getByLabel('Admin token').fill(bifrost.token);
