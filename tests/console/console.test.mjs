@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync, readFileSync, existsSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
-import { startBifrost, startAgent, api, launch, newPage, waitFor, tempDir, screenshots } from './harness.mjs';
+import { startBifrost, startAgent, addUser, api, launch, newPage, waitFor, tempDir, screenshots } from './harness.mjs';
 
 let dir, bifrost, agent, browser, page, share, connectorId;
 const started = Date.now();
@@ -45,15 +45,16 @@ function noErrors() {
 
 test('sign in: a wrong token is refused, the right one accepted', async () => {
   await page.goto(bifrost.url + '/');
-  await page.getByLabel('Admin token').waitFor();
+  await page.getByLabel('Name').waitFor();
   const weight = await page.evaluate(() => performance.getEntries()
     .filter((e) => e.entryType === 'navigation' || e.entryType === 'resource')
     .reduce((sum, e) => sum + e.decodedBodySize, 0));
   console.log(`first page load: ${weight} bytes (uncompressed)`);
   await page.screenshot({ path: join(screenshots, 'sign-in.png') });
+  await page.getByRole('button', { name: 'Sign in with a token' }).click();
   await page.getByLabel('Admin token').fill('not-the-token');
   page.expectStatus = 401;
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.locator('#login-error', { hasText: 'not the admin token' }).waitFor();
   page.expectStatus = null;
   await page.getByLabel('Admin token').fill(bifrost.token);
@@ -215,6 +216,7 @@ test('the jobs list, and a narrow window', async () => {
   await page.screenshot({ path: join(screenshots, 'jobs.png') });
   const narrow = await newPage(browser, { width: 390, height: 800 });
   await narrow.goto(bifrost.url + '/');
+  await narrow.getByRole('button', { name: 'Sign in with a token' }).click();
   await narrow.getByLabel('Admin token').fill(bifrost.token);
   await narrow.keyboard.press('Enter');
   await narrow.locator('#connectors').getByText('Finance server').waitFor();
@@ -235,5 +237,31 @@ test('revoke the connector and see it leave the list', async () => {
   await waitFor('the connector to leave the list', async () => (await page.locator('#connectors tr', { hasText: 'Finance server' }).count()) === 0);
   const { body } = await api(bifrost, 'GET', '/connectors');
   assert.ok(!body.some((c) => c.id === connectorId));
+  noErrors();
+});
+
+test('a user signs in with a one-time password and must choose a new one first', async () => {
+  const password = addUser(bifrost, 'alice', 'operator');
+  const p = await newPage(browser);
+  await p.goto(bifrost.url + '/');
+  await p.getByLabel('Name').fill('alice');
+  await p.getByLabel('Password', { exact: true }).fill('not the password');
+  p.expectStatus = 401;
+  await p.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await p.locator('#login-error', { hasText: 'wrong name or password' }).waitFor();
+  p.expectStatus = null;
+  await p.getByLabel('Password', { exact: true }).fill(password);
+  await p.keyboard.press('Enter');
+  await p.getByRole('heading', { name: 'Choose a new password' }).waitFor();
+  await p.screenshot({ path: join(screenshots, 'new-password.png') });
+  await p.getByLabel('New password', { exact: true }).fill('a long new password');
+  await p.getByLabel('New password again').fill('a long new password');
+  await p.getByRole('button', { name: 'Save password' }).click();
+  await p.getByRole('heading', { name: 'Connectors' }).waitFor();
+  const me = await p.evaluate(async () => (await fetch('/api/v1/session')).json());
+  assert.equal(me.name, 'alice');
+  assert.equal(me.must_change, false);
+  assert.deepEqual(p.errors, []);
+  await p.context().close();
   noErrors();
 });

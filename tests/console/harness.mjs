@@ -1,5 +1,5 @@
 // Test harness: real `bifrost` and `agent` processes on loopback, and Debian's Chromium.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir, homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -51,7 +51,15 @@ export async function startBifrost(dir) {
   const pick = (prefix) => lines.find((x) => x.startsWith(prefix)).slice(prefix.length);
   // With stdout piped Bifrost shows only the token's start; the file holds it.
   const token = readFileSync(join(dir, 'data', 'admin.token'), 'utf8').trim();
-  return { child, url: pick('Bifrost listening on '), fingerprint: pick('TLS certificate SHA-256 fingerprint: '), token };
+  return { child, url: pick('Bifrost listening on '), fingerprint: pick('TLS certificate SHA-256 fingerprint: '), token, data: join(dir, 'data') };
+}
+
+// Adds a console account with `bifrost user add`; returns its one-time password.
+export function addUser(bifrost, name, role) {
+  const out = spawnSync(bin('bifrost'), ['user', 'add', name, '--role', role, '--data', bifrost.data], { encoding: 'utf8' });
+  const line = out.stdout.split('\n').find((l) => l.startsWith('One-time password: '));
+  if (out.status !== 0 || !line) throw new Error(`bifrost user add failed: ${out.stdout}${out.stderr}`);
+  return line.slice('One-time password: '.length);
 }
 
 export async function startAgent(home, bifrost, share) {
@@ -167,6 +175,7 @@ print(json.dumps({"id": k["AccessKeyId"], "secret": k["SecretAccessKey"]}))
 // Signs `page` in with the admin token through the sign-in form.
 export async function signIn(page, bifrost) {
   await page.goto(bifrost.url + '/');
+  await page.getByRole('button', { name: 'Sign in with a token' }).click();
   await page.getByLabel('Admin token').fill(bifrost.token);
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Connectors' }).waitFor();

@@ -3,6 +3,7 @@
 
 export const state = {
   csrf: null,
+  me: null, // who is signed in: GET /api/v1/session's answer
   connectors: null,
   jobs: null,
   destinations: null, // stored destinations, loaded by the pages that show them
@@ -40,7 +41,8 @@ export async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!res.ok) {
     const message = (data && typeof data.error === 'string') ? data.error : `Bifrost answered ${res.status} ${res.statusText}`;
-    if (res.status === 401 && path !== '/session') signedOut();
+    // A wrong password on the sign-in or password form is that form's error, not a sign-out.
+    if (res.status === 401 && !path.startsWith('/session')) signedOut();
     throw new ApiError(res.status, message);
   }
   return data;
@@ -49,6 +51,7 @@ export async function api(method, path, body) {
 
 export function signedOut() {
   state.csrf = null;
+  state.me = null;
   if (state.events) { state.events.close(); state.events = null; }
   if (location.hash !== '#/login') location.hash = '#/login';
 }

@@ -8,39 +8,7 @@ import { connectorsView, browseView } from './connectors.js';
 import { wizardView } from './wizard.js';
 import { jobsView, jobView } from './jobs.js';
 import { destinationsView, destinationFormView } from './destinations.js';
-
-function loginView(main) {
-  $('#nav').hidden = true;
-  $('#signout').hidden = true;
-  const error = h('p', { class: 'error', role: 'alert', id: 'login-error' });
-  const token = h('input', { type: 'password', id: 'token', name: 'token', autocomplete: 'current-password', required: true });
-  const form = h('form', {
-    class: 'card login',
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      error.textContent = '';
-      try {
-        const s = await api('POST', '/session', { token: token.value.trim() });
-        state.csrf = s.csrf;
-        token.value = '';
-        if (['', '#', '#/login'].includes(location.hash)) location.hash = '#/connectors';
-        else route().catch(showError);
-      } catch (e) {
-        error.textContent = e.message;
-        token.select();
-      }
-    },
-  },
-  h('h1', {}, 'Sign in to Bifrost'),
-  h('div', { class: 'field' },
-    h('label', { for: 'token' }, 'Admin token'),
-    token,
-    h('span', { class: 'hint' }, 'Printed when Bifrost first started, and kept in DATA/admin.token.')),
-  error,
-  h('button', { type: 'submit', class: 'primary' }, 'Sign in'));
-  fill(main, form);
-  token.focus();
-}
+import { loginView, passwordView } from './signin.js';
 
 // ---------- router ----------
 
@@ -51,16 +19,26 @@ async function route() {
   const params = new URLSearchParams(query || '');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   state.render = null;
+  // After signing in: the page asked for, or the connectors when that was the sign-in page.
+  const done = () => {
+    if (['', '#', '#/login'].includes(location.hash)) location.hash = '#/connectors';
+    else route().catch(showError);
+  };
   if (parts[0] === 'login' || !state.csrf) {
     if (!state.csrf) {
       const s = await api('GET', '/session');
       if (!s.signed_in) {
-        loginView(main);
+        loginView(main, done);
         return;
       }
       state.csrf = s.csrf;
-      if (parts[0] === 'login') { location.hash = '#/connectors'; return; }
-    } else { location.hash = '#/connectors'; return; }
+      state.me = s;
+      if (parts[0] === 'login' && !s.must_change) { location.hash = '#/connectors'; return; }
+    } else if (!state.me?.must_change) { location.hash = '#/connectors'; return; }
+  }
+  if (state.me?.must_change) {
+    passwordView(main, '', done);
+    return;
   }
   $('#nav').hidden = false;
   $('#signout').hidden = false;
@@ -88,6 +66,7 @@ $('#signout').addEventListener('click', async () => {
   state.connectors = null;
   state.jobs = null;
   state.destinations = null;
+  state.me = null;
   signedOut();
 });
 

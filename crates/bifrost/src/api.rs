@@ -1,5 +1,6 @@
-//! The JSON API under `/api/v1`: routing, admin-token check, errors and the JSON extractor.
+//! The JSON API under `/api/v1`: routing, sign-in checks, errors and the JSON extractor.
 
+pub mod auth;
 mod connectors;
 mod destinations;
 mod events;
@@ -152,7 +153,6 @@ where
 /// Every route Bifrost serves on its one port.
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
-        .route("/session", axum::routing::delete(session::logout))
         .route("/events", get(events::events))
         .route(
             "/connectors",
@@ -187,10 +187,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}/pause", post(jobs::pause))
         .route("/jobs/{id}/resume", post(jobs::resume))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route_layer(middleware::from_fn(auth::require_password_changed))
+        // What a user with a one-time password may do: choose a new one, or sign out.
+        .route("/session", axum::routing::delete(session::logout))
+        .route("/session/password", post(session::change_password))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
-            session::require_admin,
+            auth::authenticate,
         ));
     Router::new()
         .route(mover_proto::TUNNEL_PATH, get(crate::tunnel::accept))
@@ -203,10 +207,12 @@ pub fn router(app: Arc<App>) -> Router {
         // Prometheus scrapes with the admin token (`authorization: credentials` in its config).
         .route(
             "/metrics",
-            get(crate::metrics::handler).route_layer(middleware::from_fn_with_state(
-                app.clone(),
-                session::require_admin,
-            )),
+            get(crate::metrics::handler)
+                .route_layer(middleware::from_fn(auth::require_password_changed))
+                .route_layer(middleware::from_fn_with_state(
+                    app.clone(),
+                    auth::authenticate,
+                )),
         )
         .route("/updates/{name}", get(crate::releases::serve))
         .merge(crate::console::router())

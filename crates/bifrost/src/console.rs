@@ -21,6 +21,7 @@ macro_rules! module {
 const MODULES: &[(&str, &str)] = &[
     module!("app.js"),
     module!("api.js"),
+    module!("signin.js"),
     module!("ui.js"),
     module!("browser.js"),
     module!("connectors.js"),

@@ -286,7 +286,9 @@ mod tests {
     #[tokio::test]
     async fn credentials_are_sealed_in_the_database_and_a_used_destination_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let app = crate::open(dir.path(), "token".into()).await.unwrap();
+        let app = crate::open(dir.path(), "token".into(), Default::default())
+            .await
+            .unwrap();
         let d = create(&app, s3_request("CANARY-unit-1234")).await.unwrap();
         let shown = serde_json::to_string(&d).unwrap();
         assert!(
@@ -340,7 +342,9 @@ mod tests {
     #[tokio::test]
     async fn a_test_against_nothing_names_the_list_step_and_no_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let app = crate::open(dir.path(), "token".into()).await.unwrap();
+        let app = crate::open(dir.path(), "token".into(), Default::default())
+            .await
+            .unwrap();
         let d = create(&app, s3_request("CANARY-unit-5678")).await.unwrap();
         let r = test(&app, &d.id).await.unwrap();
         assert!(!r.ok);

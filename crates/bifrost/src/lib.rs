@@ -1,6 +1,7 @@
 //! Bifrost: the relay agents dial into, its JSON API and the transfer engine.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod agent_client;
 pub mod api;
 pub mod bucket;
@@ -52,8 +53,12 @@ pub struct App {
     pub engine: engine::Engine,
     /// Hosted agent releases and their feed (`DATA/releases`, served under `/updates/`).
     pub releases: PathBuf,
-    /// Wrong admin tokens per address.
+    /// Wrong tokens and passwords per address, failed sign-ins per account.
     pub wrong_tokens: api::wrong_token::WrongTokens,
+    /// Password hashing, a few at a time.
+    pub hasher: accounts::Hasher,
+    /// How long console sessions last.
+    pub sessions: accounts::SessionPolicy,
     /// Named destinations' sealing key and request counters.
     pub destinations: destinations::Shared,
 }
@@ -99,7 +104,11 @@ pub fn admin_token(data: &std::path::Path) -> anyhow::Result<(String, bool)> {
 }
 
 /// Opens the database and resumes unfinished jobs.
-pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result<Arc<App>> {
+pub async fn open(
+    data: &std::path::Path,
+    admin_token: String,
+    sessions: accounts::SessionPolicy,
+) -> anyhow::Result<Arc<App>> {
     // reqwest (object_store's client) is built without a crypto provider: it takes ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = store::Store::open(&data.join("bifrost.db")).context("cannot open the database")?;
@@ -110,6 +119,8 @@ pub async fn open(data: &std::path::Path, admin_token: String) -> anyhow::Result
         engine: Default::default(),
         releases: releases::dir(data),
         wrong_tokens: Default::default(),
+        hasher: Default::default(),
+        sessions,
         destinations: destinations::Shared::new(data),
     });
     for id in app.store.unfinished_jobs().await? {

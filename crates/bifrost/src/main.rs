@@ -25,6 +25,51 @@ enum Command {
     /// Host signed agent releases for agents to update from (served under /updates/).
     #[command(subcommand)]
     Releases(ReleasesCommand),
+    /// Console accounts: add, list, disable, enable, reset (run as the data folder's owner).
+    User(UserArgs),
+}
+
+#[derive(clap::Args)]
+struct UserArgs {
+    /// Data folder of the Bifrost whose accounts these are
+    #[arg(long, value_name = "DIR", global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account; prints a one-time password to change at the first sign-in
+    Add {
+        /// Account name: letters, digits and . _ - @
+        name: String,
+        /// admin, operator, viewer or metrics
+        #[arg(long, value_parser = parse_role)]
+        role: bifrost::accounts::Role,
+    },
+    /// List the accounts
+    List,
+    /// Disable an account and end its sessions at once
+    Disable {
+        /// Account name
+        name: String,
+    },
+    /// Enable a disabled account again
+    Enable {
+        /// Account name
+        name: String,
+    },
+    /// Give an account a new one-time password and end its sessions at once
+    Reset {
+        /// Account name
+        name: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<bifrost::accounts::Role, String> {
+    bifrost::accounts::Role::parse(s)
+        .ok_or_else(|| "the role is one of admin, operator, viewer or metrics".to_owned())
 }
 
 #[derive(Subcommand)]
@@ -104,6 +149,12 @@ struct ServeArgs {
     /// stops (the rest resume at the next start; a second signal stops at once)
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     drain_timeout: u64,
+    /// A console session unused this long ends (e.g. 90s, 30m, 2h)
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = bifrost::accounts::parse_duration)]
+    session_idle: std::time::Duration,
+    /// A console session ends this long after sign-in, however busy
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = bifrost::accounts::parse_duration)]
+    session_max: std::time::Duration,
 }
 
 fn main() -> std::process::ExitCode {
@@ -123,6 +174,7 @@ fn main() -> std::process::ExitCode {
                 match cli.command {
                     Command::Serve(args) => serve(args).await,
                     Command::Releases(c) => releases(c),
+                    Command::User(u) => users(u).await,
                 }
             })
         });
@@ -169,7 +221,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let app = bifrost::open(&data, token.clone()).await?;
+    let sessions = bifrost::accounts::SessionPolicy {
+        idle: args.session_idle,
+        max: args.session_max,
+    };
+    let app = bifrost::open(&data, token.clone(), sessions).await?;
     println!("Bifrost listening on https://{addr}");
     println!("TLS certificate SHA-256 fingerprint: {fingerprint}");
     if new_token {
@@ -204,6 +260,52 @@ fn token_line(token: &str, file: &std::path::Path) -> String {
         "Admin token: {start}… (shown in full only on a terminal; read it from {})",
         file.display()
     )
+}
+
+/// `bifrost user ...`. The passwords it makes are printed here and nowhere else: not logged,
+/// never on a command line.
+async fn users(args: UserArgs) -> anyhow::Result<()> {
+    use bifrost::accounts::admin;
+    let data = match args.data {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let line: Vec<String> = std::env::args().skip(1).collect();
+    admin::check_owner(&data, &line.join(" "))?;
+    let store = bifrost::store::Store::open(&data.join("bifrost.db"))
+        .context("cannot open the database")?;
+    match args.command {
+        UserCommand::Add { name, role } => {
+            let added = admin::add(&store, &name, role).await?;
+            println!("Added {} ({}).", added.user.name, added.user.role);
+            println!("One-time password: {}", added.password.expose());
+            println!(
+                "It is shown only now; {} chooses a new password at the first sign-in.",
+                added.user.name
+            );
+        }
+        UserCommand::List => {
+            println!("{:<24} {:<9} {:<21} ADDED", "NAME", "ROLE", "STATE");
+            for u in store.users().await? {
+                println!("{}", admin::list_line(&u));
+            }
+        }
+        UserCommand::Disable { name } => {
+            let ended = admin::set_disabled(&store, &name, true).await?;
+            println!("Disabled {name}; {ended} session(s) ended.");
+        }
+        UserCommand::Enable { name } => {
+            admin::set_disabled(&store, &name, false).await?;
+            println!("Enabled {name}.");
+        }
+        UserCommand::Reset { name } => {
+            let (password, ended) = admin::reset(&store, &name).await?;
+            println!("Reset {name}; {ended} session(s) ended.");
+            println!("One-time password: {}", password.expose());
+            println!("It is shown only now; {name} chooses a new password at the next sign-in.");
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown() {

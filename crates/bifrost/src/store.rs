@@ -1,11 +1,14 @@
-//! Bifrost's embedded SQLite database: connectors, jobs, per-file results and destinations.
+//! Bifrost's embedded SQLite database: connectors, jobs, per-file results, destinations,
+//! accounts and sessions.
 
+mod accounts;
 mod counts;
 mod destinations;
 mod files;
 mod jobs;
 mod schema;
 
+pub use accounts::{Liveness, SessionRow, UserRow};
 pub use counts::Counts;
 pub use destinations::DestinationRow;
 pub use files::{FileUpdate, NewFile, PendingFile};
@@ -230,46 +233,6 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()
-        })
-        .await
-    }
-
-    /// Stores a console session (by the hash of its cookie), dropping expired ones.
-    pub async fn create_session(
-        &self,
-        token_hash: String,
-        csrf: String,
-        expires: i64,
-    ) -> Result<(), StoreError> {
-        self.call(move |c| {
-            c.execute("DELETE FROM sessions WHERE expires < ?1", [unix_now()])?;
-            c.execute(
-                "INSERT INTO sessions (token_hash, csrf, expires) VALUES (?1, ?2, ?3)",
-                params![token_hash, csrf, expires],
-            )
-            .map(drop)
-        })
-        .await
-    }
-
-    /// The CSRF token of a live console session.
-    pub async fn session(&self, token_hash: String) -> Result<Option<String>, StoreError> {
-        self.call(move |c| {
-            c.query_row(
-                "SELECT csrf FROM sessions WHERE token_hash = ?1 AND expires >= ?2",
-                params![token_hash, unix_now()],
-                |r| r.get(0),
-            )
-            .optional()
-        })
-        .await
-    }
-
-    /// Ends a console session.
-    pub async fn delete_session(&self, token_hash: String) -> Result<(), StoreError> {
-        self.call(move |c| {
-            c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])
-                .map(drop)
         })
         .await
     }

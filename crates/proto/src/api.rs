@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::accounts::{Login, PasswordChange, Role, SessionInfo};
+
 /// Connector state as the API lists it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -181,23 +183,6 @@ pub struct FolderSize {
     pub folders: u64,
     /// Bytes of those files.
     pub bytes: u64,
-}
-
-/// `POST /api/v1/session` body: sign in to the console.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    /// The admin token.
-    pub token: String,
-}
-
-/// A console session: the CSRF token its state-changing calls carry in `X-CSRF-Token`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// Whether the request came with a live session.
-    pub signed_in: bool,
-    /// CSRF token (empty when signed out).
-    pub csrf: String,
 }
 
 /// Job state.

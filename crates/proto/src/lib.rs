@@ -191,6 +191,7 @@ pub struct Watch {
     pub roots: Vec<String>,
 }
 
+pub mod accounts;
 pub mod api;
 pub mod destinations;
 pub mod limits;

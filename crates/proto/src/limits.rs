@@ -66,6 +66,12 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 pub const WRONG_TOKENS_PER_MIN: u32 = 10;
 /// Milliseconds a wrong admin token waits before its `401`.
 pub const WRONG_TOKEN_DELAY_MS: u64 = 400;
+/// Failed sign-ins one account may have per [`FAILED_SIGN_IN_WINDOW_SECS`], after a burst of
+/// as many; past it every sign-in to that account, right or wrong, gets `429` with
+/// `Retry-After`. Wrong passwords also count against the address's [`WRONG_TOKENS_PER_MIN`].
+pub const FAILED_SIGN_INS_PER_ACCOUNT: u32 = 5;
+/// The window of [`FAILED_SIGN_INS_PER_ACCOUNT`]: 15 minutes.
+pub const FAILED_SIGN_IN_WINDOW_SECS: u64 = 15 * 60;
 
 /// Why an agent's answer was refused; the text is what the job's report shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

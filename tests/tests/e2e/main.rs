@@ -2,6 +2,7 @@
 // A failed unwrap in a test is a failed test with its location: what a test should do.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod auth;
 mod bad_input;
 mod cli;

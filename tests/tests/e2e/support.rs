@@ -3,10 +3,12 @@
 mod agent;
 mod bifrost;
 mod forward;
+mod session;
 
 pub use agent::Agent;
 pub use bifrost::Bifrost;
 pub use forward::Forwarder;
+pub use session::{one_time_password, Session};
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
 //! `GET /api/v1/events`: server-sent events with the connector and job lists whenever they change.
+//! A stream of a console session ends when the session does (signed out, idle, disabled).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -6,26 +7,42 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Extension;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
+use super::auth::{liveness, Actor};
 use crate::App;
 
 /// How often the lists are compared with what the client has.
 const TICK: Duration = Duration::from_millis(500);
+/// Every this many ticks the stream's session is looked up again.
+const SESSION_TICKS: u64 = 2;
 
 /// The event stream.
 pub async fn events(
     State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::channel::<Event>(4);
     tokio::spawn(async move {
         let (mut last_connectors, mut last_jobs) = (String::new(), String::new());
         let mut tick = tokio::time::interval(TICK);
-        loop {
+        for n in 0u64.. {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = tx.closed() => return,
+            }
+            // A look, not a use: an open stream does not keep an idle session alive.
+            if let Some((hash, _)) = &actor.session {
+                if n % SESSION_TICKS == 0
+                    && !matches!(
+                        app.store.session(hash.clone(), liveness(&app, false)).await,
+                        Ok(Some(_))
+                    )
+                {
+                    return;
+                }
             }
             let connectors = crate::connectors::all(&app)
                 .await

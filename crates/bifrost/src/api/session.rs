@@ -1,28 +1,23 @@
-//! Console sign-in: the admin token buys an HttpOnly session cookie and a CSRF token. Wrong
-//! tokens, here and as bearer tokens, are slowed down and limited per address
-//! (`wrong_token.rs`).
+//! Console sign-in: an account's name and password, or the admin token, buys an HttpOnly
+//! session cookie and a CSRF token; a user with a one-time password chooses a new one here.
+//! Wrong credentials are slowed down and limited per address and per account
+//! (`wrong_token.rs`); who is calling is checked in `auth.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use mover_proto::api::{Login, SessionInfo};
+use axum::Extension;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use mover_proto::api::{Login, PasswordChange, SessionInfo};
 
-use super::wrong_token::{retry_after, WrongTokens};
+use super::auth::{
+    constant_time_eq, cookie, hash, liveness, peer_ip, too_many, wrong, Actor, COOKIE, FOR_ACCOUNT,
+    FROM_ADDRESS,
+};
 use super::{ApiError, Json};
-use crate::store::unix_now;
-use crate::tunnel::Peer;
+use crate::accounts::{check_new_password, Secret};
 use crate::App;
-
-/// The session cookie's name.
-pub const COOKIE: &str = "bifrost_session";
-/// The header a console session's state-changing calls carry.
-pub const CSRF_HEADER: &str = "x-csrf-token";
-/// How long a console session lasts.
-const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 fn random_hex(bytes: usize) -> Result<String, ApiError> {
     let mut b = vec![0u8; bytes];
@@ -31,90 +26,86 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn hash(token: &str) -> String {
-    blake3::hash(token.as_bytes()).to_hex().to_string()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-/// The address a request came from (the server puts it in every request).
-fn peer_ip(extensions: &http::Extensions) -> std::net::IpAddr {
-    extensions
-        .get::<Peer>()
-        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |p| p.0.ip())
-}
-
-/// `429` with `Retry-After`: this address has sent too many wrong tokens.
-fn too_many(wait: Duration) -> Response {
-    let secs = retry_after(wait);
-    let mut res = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("too many wrong admin tokens from this address; try again in {secs} s"),
-    )
-    .into_response();
-    res.headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-    res
-}
-
-/// The answer to a wrong token: `401` after a short delay, or `429` past the limit.
-async fn wrong(app: &App, peer: std::net::IpAddr, error: ApiError) -> Response {
-    match app.wrong_tokens.charge(peer, tokio::time::Instant::now()) {
-        Ok(()) => {
-            tokio::time::sleep(WrongTokens::delay()).await;
-            error.into_response()
-        }
-        Err(wait) => too_many(wait),
+fn info(actor: &Actor) -> SessionInfo {
+    SessionInfo {
+        signed_in: true,
+        csrf: actor
+            .session
+            .as_ref()
+            .map(|s| s.1.clone())
+            .unwrap_or_default(),
+        name: Some(actor.name.clone()),
+        role: Some(actor.role),
+        must_change: actor.must_change,
     }
 }
 
-/// `POST /api/v1/session {"token"}`: signs in.
+/// `POST /api/v1/session {"name", "password"}` or `{"token"}`: signs in.
 pub async fn login(
     State(app): State<Arc<App>>,
     extensions: http::Extensions,
     Json(req): Json<Login>,
 ) -> Result<Response, ApiError> {
     let peer = peer_ip(&extensions);
-    if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
-        return Ok(too_many(wait));
+    let now = tokio::time::Instant::now();
+    if let Err(wait) = app.wrong_tokens.blocked(peer, now) {
+        return Ok(too_many(wait, FROM_ADDRESS));
     }
-    if !constant_time_eq(req.token.trim().as_bytes(), app.admin_token.as_bytes()) {
-        let e = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "that is not the admin token (it is in DATA/admin.token)",
-        );
-        return Ok(wrong(&app, peer, e).await);
-    }
+    let user = match (req.name, req.password, req.token) {
+        (None, None, Some(token)) => {
+            if !constant_time_eq(token.expose().trim().as_bytes(), app.admin_token.as_bytes()) {
+                let e = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "that is not the admin token (it is in DATA/admin.token)",
+                );
+                return Ok(wrong(&app, peer, e).await);
+            }
+            None
+        }
+        (Some(name), Some(password), None) => {
+            let name = name.trim().to_owned();
+            if let Err(wait) = app.wrong_tokens.account_blocked(&name, now) {
+                return Ok(too_many(wait, FOR_ACCOUNT));
+            }
+            let found = app.store.user_for_login(name.clone()).await?;
+            let phc = found.as_ref().map(|(_, h)| h.clone());
+            let right = app
+                .hasher
+                .verify(password, phc)
+                .await
+                .map_err(ApiError::internal)?;
+            match found {
+                Some((user, _)) if right && user.disabled => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "this account is disabled; ask an admin",
+                    ))
+                }
+                Some((user, _)) if right => Some(user),
+                _ => return Ok(failed_sign_in(&app, peer, &name).await),
+            }
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "send {\"name\", \"password\"}, or {\"token\"} with the admin token",
+            ))
+        }
+    };
     let (token, csrf) = (random_hex(32)?, random_hex(16)?);
+    let hashed = hash(&token);
+    let user_id = user.as_ref().map(|u| u.id.clone());
     app.store
-        .create_session(
-            hash(&token),
-            csrf.clone(),
-            unix_now() + LIFETIME.as_secs() as i64,
-        )
+        .create_session(hashed.clone(), csrf.clone(), user_id, liveness(&app, true))
         .await?;
+    if let Some(u) = &user {
+        tracing::info!(user = %u.name, role = %u.role, %peer, "signed in");
+    }
+    let row = crate::store::SessionRow { csrf, user };
     let cookie = format!(
         "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
-        LIFETIME.as_secs()
+        app.sessions.max.as_secs()
     );
-    let mut res = axum::Json(SessionInfo {
-        signed_in: true,
-        csrf,
-    })
-    .into_response();
+    let mut res = axum::Json(info(&Actor::of_session(row, hashed))).into_response();
     res.headers_mut().insert(
         http::header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
@@ -122,20 +113,84 @@ pub async fn login(
     Ok(res)
 }
 
-/// `GET /api/v1/session`: whether the caller is signed in, and its CSRF token. Answers 200
-/// either way, so a console opened while signed out loads without an error.
+/// A wrong name or password: counted against the account and the address, answered alike
+/// whether or not the account exists.
+async fn failed_sign_in(app: &App, peer: std::net::IpAddr, name: &str) -> Response {
+    tracing::info!(user = %name, %peer, "sign-in failed");
+    if let Err(wait) = app
+        .wrong_tokens
+        .charge_account(name, tokio::time::Instant::now())
+    {
+        return too_many(wait, FOR_ACCOUNT);
+    }
+    let e = ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password");
+    wrong(app, peer, e).await
+}
+
+/// `GET /api/v1/session`: whether the caller is signed in, as whom, and its CSRF token.
+/// Answers 200 either way, so a console opened while signed out loads without an error. A
+/// look, not a use: it does not keep an idle session alive.
 pub async fn current(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<axum::Json<SessionInfo>, ApiError> {
-    let csrf = match cookie(&headers, COOKIE) {
-        Some(token) => app.store.session(hash(&token)).await?,
-        None => None,
+    let Some(token) = cookie(&headers, COOKIE) else {
+        return Ok(axum::Json(SessionInfo::signed_out()));
     };
-    Ok(axum::Json(SessionInfo {
-        signed_in: csrf.is_some(),
-        csrf: csrf.unwrap_or_default(),
-    }))
+    let hashed = hash(&token);
+    Ok(axum::Json(
+        match app
+            .store
+            .session(hashed.clone(), liveness(&app, false))
+            .await?
+        {
+            Some(row) => info(&Actor::of_session(row, hashed)),
+            None => SessionInfo::signed_out(),
+        },
+    ))
+}
+
+/// `POST /api/v1/session/password {"current", "new"}`: the signed-in user chooses a new
+/// password (what a one-time password requires first). The user's other sessions end.
+pub async fn change_password(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    extensions: http::Extensions,
+    Json(req): Json<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let Some(user_id) = actor.user_id.clone() else {
+        return Err(ApiError::conflict(
+            "the admin token has no password; sign in with an account to change its password",
+        ));
+    };
+    let peer = peer_ip(&extensions);
+    let now = tokio::time::Instant::now();
+    if let Err(wait) = app.wrong_tokens.blocked(peer, now) {
+        return Ok(too_many(wait, FROM_ADDRESS));
+    }
+    if let Err(wait) = app.wrong_tokens.account_blocked(&actor.name, now) {
+        return Ok(too_many(wait, FOR_ACCOUNT));
+    }
+    let phc = app.store.password_hash(user_id.clone()).await?;
+    let right = app
+        .hasher
+        .verify(req.current.clone(), phc)
+        .await
+        .map_err(ApiError::internal)?;
+    if !right {
+        return Ok(failed_sign_in(&app, peer, &actor.name).await);
+    }
+    check_new_password(&req.current, &req.new).map_err(ApiError::bad_request)?;
+    let new: Secret = req.new;
+    let phc = app.hasher.hash(new).await.map_err(ApiError::internal)?;
+    let keep = actor.session.as_ref().map(|s| s.0.clone());
+    app.store.set_password(user_id, phc, keep).await?;
+    tracing::info!(user = %actor.name, "password changed");
+    let actor = Actor {
+        must_change: false,
+        ..actor
+    };
+    Ok(axum::Json(info(&actor)).into_response())
 }
 
 /// `DELETE /api/v1/session`: signs out.
@@ -150,75 +205,4 @@ pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<R
         HeaderValue::from_str(&clear).map_err(ApiError::internal)?,
     );
     Ok(res)
-}
-
-/// Answers with `error` after reading (a bounded amount of) the request body: closing a
-/// connection with unread bytes resets it, and the client may lose the answer.
-async fn reject(req: Request, error: impl IntoResponse) -> Response {
-    let _ = axum::body::to_bytes(req.into_body(), 1024 * 1024).await;
-    error.into_response()
-}
-
-/// Lets a request through with `Authorization: Bearer ADMIN-TOKEN` (scripts), or with a console
-/// session cookie plus, for anything but reads, the session's CSRF token.
-pub async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let bearer = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(given) = bearer {
-        let peer = peer_ip(req.extensions());
-        if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
-            return reject(req, too_many(wait)).await;
-        }
-        if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
-            return next.run(req).await;
-        }
-        let answer = wrong(
-            &app,
-            peer,
-            ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token"),
-        )
-        .await;
-        return reject(req, answer).await;
-    }
-    let Some(token) = cookie(req.headers(), COOKIE) else {
-        let e = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "sign in first, or send Authorization: Bearer ADMIN-TOKEN",
-        );
-        return reject(req, e).await;
-    };
-    let csrf = match app.store.session(hash(&token)).await {
-        Ok(Some(csrf)) => csrf,
-        Ok(None) => {
-            return reject(
-                req,
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "your session has ended; sign in again",
-                ),
-            )
-            .await
-        }
-        Err(e) => return reject(req, ApiError::from(e)).await,
-    };
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-    let given = req
-        .headers()
-        .get(CSRF_HEADER)
-        .map(|v| v.as_bytes().to_vec())
-        .unwrap_or_default();
-    if !safe && !constant_time_eq(&given, csrf.as_bytes()) {
-        return reject(
-            req,
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token; reload the console",
-            ),
-        )
-        .await;
-    }
-    next.run(req).await
 }

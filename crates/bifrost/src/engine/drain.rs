@@ -150,7 +150,9 @@ mod tests {
 
     async fn app() -> (tempfile::TempDir, std::sync::Arc<App>) {
         let dir = tempfile::tempdir().unwrap();
-        let app = crate::open(dir.path(), "token".into()).await.unwrap();
+        let app = crate::open(dir.path(), "token".into(), Default::default())
+            .await
+            .unwrap();
         (dir, app)
     }
 

@@ -48,11 +48,6 @@ CREATE TABLE IF NOT EXISTS job_files (
     kind TEXT,
     PRIMARY KEY (job, dest, dest_b64)
 );
-CREATE TABLE IF NOT EXISTS sessions (
-    token_hash TEXT PRIMARY KEY,
-    csrf TEXT NOT NULL,
-    expires INTEGER NOT NULL
-);
 CREATE INDEX IF NOT EXISTS job_files_status ON job_files (job, status, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS job_files_seq ON job_files (job, seq);
 ";
@@ -109,6 +104,7 @@ pub(super) fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(KINDS)?;
     }
     tx.execute_batch(OLD_TRIGGERS)?;
+    super::accounts::bring_up(&tx)?;
     tx.commit()
 }
 
@@ -140,6 +136,41 @@ mod tests {
         ('j', 1, '/s/a', 'a', 1, 'failed', 'cannot open: Permission denied'),
         ('j', 2, '/s/b', 'b', 2, 'copied', NULL);
     ";
+
+    #[test]
+    fn sessions_from_before_accounts_are_dropped_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bifrost.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE sessions (token_hash TEXT PRIMARY KEY, csrf TEXT NOT NULL, expires INTEGER NOT NULL);
+                 INSERT INTO sessions VALUES ('h', 'c', 9999999999);",
+            )
+            .unwrap();
+        drop(Store::open(&path).unwrap());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM sessions"), 0);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'via'"),
+            1
+        );
+        c.execute(
+            "INSERT INTO sessions VALUES ('h2', 'c', NULL, 'token', 1, 1, 2)",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        // Opened again, the new table and its rows stay.
+        drop(Store::open(&path).unwrap());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(
+            c.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            1
+        );
+    }
 
     #[tokio::test]
     async fn a_database_from_before_kinds_opens_and_its_failures_are_other() {

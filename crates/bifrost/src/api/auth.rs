@@ -1,0 +1,227 @@
+//! Who is calling: `Authorization: Bearer ADMIN-TOKEN` (scripts), or a console session cookie
+//! plus, for anything but reads, the session's CSRF token. The caller is put in the request as
+//! an [`Actor`]. Until the route table (issue 17, slice 2) every role acts as admin, except a
+//! user who must change the password first ([`require_password_changed`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use super::wrong_token::{retry_after, WrongTokens};
+use super::ApiError;
+use crate::accounts::Role;
+use crate::store::{unix_now, Liveness, SessionRow};
+use crate::tunnel::Peer;
+use crate::App;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "bifrost_session";
+/// The header a console session's state-changing calls carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The name the admin token acts under.
+pub const TOKEN_ACTOR: &str = "admin token";
+
+/// The caller of an API request, put in its extensions by [`authenticate`].
+#[derive(Clone)]
+pub struct Actor {
+    /// Account name, or [`TOKEN_ACTOR`].
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Account id; `None` for the admin token.
+    pub user_id: Option<String>,
+    /// Must choose a new password before anything else.
+    pub must_change: bool,
+    /// The console session, if the call came with one: its cookie's hash and CSRF token.
+    pub session: Option<(String, String)>,
+}
+
+impl Actor {
+    /// The admin token's actor, with a session or as a bearer token.
+    fn token(session: Option<(String, String)>) -> Self {
+        Self {
+            name: TOKEN_ACTOR.into(),
+            role: Role::Admin,
+            user_id: None,
+            must_change: false,
+            session,
+        }
+    }
+
+    /// The actor of a live session row.
+    pub fn of_session(row: SessionRow, hash: String) -> Self {
+        let session = Some((hash, row.csrf));
+        match row.user {
+            None => Self::token(session),
+            Some(u) => Self {
+                name: u.name,
+                role: u.role,
+                user_id: Some(u.id),
+                must_change: u.must_change,
+                session,
+            },
+        }
+    }
+}
+
+/// BLAKE3 of a session cookie, hex: the database keeps only this.
+pub fn hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The value of cookie `name`.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The address a request came from (the server puts it in every request).
+pub fn peer_ip(extensions: &http::Extensions) -> IpAddr {
+    extensions
+        .get::<Peer>()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |p| p.0.ip())
+}
+
+/// How sessions are judged now; `touch`: this request is a use of the session.
+pub fn liveness(app: &App, touch: bool) -> Liveness {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+    Liveness {
+        now: unix_now(),
+        idle: secs(app.sessions.idle),
+        max: secs(app.sessions.max),
+        touch_every: touch.then(|| secs(app.sessions.touch_every())),
+    }
+}
+
+/// What [`too_many`] says when an address is past its limit.
+pub const FROM_ADDRESS: &str = "too many wrong tokens or passwords from this address";
+/// What [`too_many`] says when an account is past its limit.
+pub const FOR_ACCOUNT: &str = "too many failed sign-ins for this account";
+
+/// `429` with `Retry-After`: `what` (one of the constants above) and how long to wait.
+pub fn too_many(wait: Duration, what: &str) -> Response {
+    let secs = retry_after(wait);
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{what}; try again in {secs} s"),
+    )
+    .into_response();
+    res.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
+/// The answer to a wrong credential from `peer`: `401` after a short delay, or `429` past the
+/// address's limit.
+pub async fn wrong(app: &App, peer: IpAddr, error: ApiError) -> Response {
+    match app.wrong_tokens.charge(peer, tokio::time::Instant::now()) {
+        Ok(()) => {
+            tokio::time::sleep(WrongTokens::delay()).await;
+            error.into_response()
+        }
+        Err(wait) => too_many(wait, FROM_ADDRESS),
+    }
+}
+
+/// Answers with `error` after reading (a bounded amount of) the request body: closing a
+/// connection with unread bytes resets it, and the client may lose the answer.
+async fn reject(req: Request, error: impl IntoResponse) -> Response {
+    let _ = axum::body::to_bytes(req.into_body(), 1024 * 1024).await;
+    error.into_response()
+}
+
+/// Lets a request through with the admin token as a bearer token, or with a live console
+/// session cookie plus, for anything but reads, the session's CSRF token; puts the [`Actor`]
+/// in the request. Each session call reads the session's row, so one that a `bifrost user`
+/// command ended (or that idled out) is refused at once.
+pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(given) = bearer {
+        let peer = peer_ip(req.extensions());
+        if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
+            return reject(req, too_many(wait, FROM_ADDRESS)).await;
+        }
+        if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
+            req.extensions_mut().insert(Actor::token(None));
+            return next.run(req).await;
+        }
+        let e = ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token");
+        let answer = wrong(&app, peer, e).await;
+        return reject(req, answer).await;
+    }
+    let Some(token) = cookie(req.headers(), COOKIE) else {
+        let e = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "sign in first, or send Authorization: Bearer ADMIN-TOKEN",
+        );
+        return reject(req, e).await;
+    };
+    let hashed = hash(&token);
+    let row = match app
+        .store
+        .session(hashed.clone(), liveness(&app, true))
+        .await
+    {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            let e = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "your session has ended; sign in again",
+            );
+            return reject(req, e).await;
+        }
+        Err(e) => return reject(req, ApiError::from(e)).await,
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    let given = req
+        .headers()
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    if !safe && !constant_time_eq(&given, row.csrf.as_bytes()) {
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token; reload the console",
+        );
+        return reject(req, e).await;
+    }
+    req.extensions_mut().insert(Actor::of_session(row, hashed));
+    next.run(req).await
+}
+
+/// Refuses every call of a user who must choose a new password first (after `bifrost user add`
+/// or `reset`), but changing it and signing out, which are routed around this layer.
+pub async fn require_password_changed(req: Request, next: Next) -> Response {
+    if req
+        .extensions()
+        .get::<Actor>()
+        .is_some_and(|a| a.must_change)
+    {
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "choose a new password first: POST /api/v1/session/password {\"current\", \"new\"}",
+        );
+        return reject(req, e).await;
+    }
+    next.run(req).await
+}
