@@ -204,12 +204,7 @@ impl Bifrost {
             other => panic!("unsupported request {other:?}"),
         };
         let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(&mut res)
     }
 
     /// Sends a raw body with a content type.
@@ -222,12 +217,7 @@ impl Bifrost {
             .header("Content-Type", content_type)
             .send(body)
             .unwrap();
-        let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(&mut res)
     }
 
     /// GET with arbitrary headers and no token.
@@ -237,12 +227,7 @@ impl Bifrost {
             req = req.header(*k, *v);
         }
         let mut res = req.call().unwrap();
-        let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(&mut res)
     }
 
     /// The connector list.
@@ -325,6 +310,16 @@ impl Drop for Bifrost {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// An answer's status and its body as JSON (or as a string when it is not JSON).
+pub fn answer(res: &mut ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {

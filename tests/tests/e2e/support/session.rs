@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
+use super::bifrost::answer;
 use super::{bin, Bifrost};
 
 /// A signed-in console session: its cookie and CSRF token.
@@ -36,12 +37,7 @@ impl Session {
             other => panic!("unsupported request {other:?}"),
         };
         let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = res.status().as_u16();
-        let text = res.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        answer(&mut res)
     }
 
     /// Chooses a new password; returns status and body.
