@@ -3,7 +3,7 @@
 
 export const state = {
   csrf: null,
-  me: null, // who is signed in: GET /api/v1/session's answer
+  me: null, // who is signed in: GET /api/v1/session's answer {name, role, must_change, ...}
   connectors: null,
   jobs: null,
   destinations: null, // stored destinations, loaded by the pages that show them
@@ -14,6 +14,27 @@ export const state = {
   render: null, // re-renders the current view when live data changes
   route: null, // redraws the page the address names (set by app.js)
 };
+
+// What each role may do, mirroring Bifrost's route table (GET /api/v1/openapi.json has it as
+// `x-bifrost-role`). The server enforces it; the console only leaves out the controls a role
+// would see refused. Each role includes the ones below it: admin > operator > viewer.
+const NEEDS = {
+  view: 'viewer', // connectors, destinations, jobs, reports, the event stream
+  connectors: 'operator', // authorize, rename, revoke
+  browse: 'operator', // a connector's folders, and a destination's objects in the wizard
+  transfers: 'operator', // start, preview, pause, resume, cancel, rerun, keep in sync
+  'test-destination': 'operator',
+  destinations: 'admin', // create, edit, delete
+  audit: 'admin',
+};
+const RANK = { viewer: 1, operator: 2, admin: 3 };
+
+// Whether the signed-in account may do `what` (a key of NEEDS).
+export function can(what) {
+  const need = NEEDS[what];
+  if (!need) throw new Error(`can(${what}): no such permission`);
+  return (RANK[state.me?.role] || 0) >= RANK[need];
+}
 
 export class ApiError extends Error {
   constructor(status, message) {

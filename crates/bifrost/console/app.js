@@ -2,15 +2,37 @@
 // ES modules are embedded in the binary as written and it works on an air-gapped network.
 // This module signs in and routes; each page lives in its own module.
 
-import { state, api, signedOut, startEvents, loadLists } from './api.js';
+import { state, api, can, signedOut, startEvents, loadLists } from './api.js';
 import { h, $, fill, showError, clearError } from './ui.js';
 import { connectorsView, browseView } from './connectors.js';
 import { wizardView } from './wizard.js';
 import { jobsView, jobView } from './jobs.js';
 import { destinationsView, destinationFormView } from './destinations.js';
 import { loginView, passwordView } from './signin.js';
+import { auditView } from './audit.js';
 
 // ---------- router ----------
+
+// Pages a role may not use, by the address's first part: what they need, in words.
+const GUARDS = {
+  browse: ['browse', 'the operator role to browse a connector\u2019s folders'],
+  'new-job': ['transfers', 'the operator role to start transfers'],
+  audit: ['audit', 'the admin role to read the audit trail'],
+};
+
+function guard(parts) {
+  if (parts[0] === 'destinations' && parts[1]) return ['destinations', 'the admin role to add or edit destinations'];
+  return GUARDS[parts[0]] || null;
+}
+
+// The header: who is signed in, and only the links their role can use.
+function showChrome() {
+  $('#nav').hidden = state.me.role === 'metrics';
+  $('#signout').hidden = false;
+  fill($('#who'), state.me.name || '', ' ', h('span', { class: 'badge role' }, state.me.role));
+  $('#who').hidden = false;
+  for (const a of document.querySelectorAll('#nav a[data-can]')) a.hidden = !can(a.dataset.can);
+}
 
 async function route() {
   const main = $('#main');
@@ -40,25 +62,39 @@ async function route() {
     passwordView(main, '', done);
     return;
   }
-  $('#nav').hidden = false;
-  $('#signout').hidden = false;
+  showChrome();
   for (const a of document.querySelectorAll('#nav a')) a.setAttribute('aria-current', a.dataset.nav === (parts[0] === 'browse' ? 'connectors' : parts[0] || 'connectors') ? 'page' : 'false');
+  state.render = await page(main, parts, params);
+  const heading = main.querySelector('h1');
+  if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+}
+
+// Draws the page the address names for the signed-in account; returns its live-update hook.
+async function page(main, parts, params) {
+  // A metrics account may read /metrics and nothing else, not even the event stream.
+  if (state.me.role === 'metrics') {
+    fill(main, h('h1', {}, 'Metrics account'), h('p', {}, 'This account can only read /metrics; sign out to use another account.'));
+    return null;
+  }
+  // The server would refuse this page's calls anyway; say why instead of showing its 403s.
+  const needs = guard(parts);
+  if (needs && !can(needs[0])) {
+    fill(main, h('h1', {}, 'Not for your role'), h('p', {}, `${state.me.name} has the ${state.me.role} role; this page needs ${needs[1]}.`));
+    return null;
+  }
   startEvents();
   if (!state.connectors || !state.jobs) {
     fill(main, h('p', { class: 'muted', role: 'status' }, 'Loading…'));
-    try { await loadLists(); } catch (e) { fill(main, h('p', { class: 'error' }, e.message)); return; }
+    try { await loadLists(); } catch (e) { fill(main, h('p', { class: 'error' }, e.message)); return null; }
   }
-  let render = null;
   switch (parts[0]) {
-    case 'browse': render = browseView(main, parts[1], params); break;
-    case 'new-job': render = wizardView(main); break;
-    case 'jobs': render = parts[1] ? jobView(main, parts[1]) : jobsView(main); break;
-    case 'destinations': render = parts[1] ? destinationFormView(main, parts[1] === 'new' ? null : parts[1]) : destinationsView(main); break;
-    default: render = connectorsView(main);
+    case 'browse': return browseView(main, parts[1], params);
+    case 'new-job': return wizardView(main);
+    case 'jobs': return parts[1] ? jobView(main, parts[1]) : jobsView(main);
+    case 'audit': return auditView(main, params);
+    case 'destinations': return parts[1] ? destinationFormView(main, parts[1] === 'new' ? null : parts[1]) : destinationsView(main);
+    default: return connectorsView(main);
   }
-  state.render = render;
-  const heading = main.querySelector('h1');
-  if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
 }
 
 $('#signout').addEventListener('click', async () => {
@@ -66,6 +102,8 @@ $('#signout').addEventListener('click', async () => {
   state.connectors = null;
   state.jobs = null;
   state.destinations = null;
+  state.destTests.clear();
+  state.wizard = null;
   state.me = null;
   signedOut();
 });

@@ -1,6 +1,6 @@
 // The Connectors page (authorize, rename, revoke) and the Browse page of one connector.
 
-import { state, api, findConnector } from './api.js';
+import { state, api, can, findConnector } from './api.js';
 import { h, fill, keepFocus, when, badge, dialog } from './ui.js';
 import { browser } from './browser.js';
 import { newWizard } from './wizard.js';
@@ -28,6 +28,8 @@ export async function authorizeDialog(prefillName) {
 
 export function connectorsView(main) {
   const table = h('div');
+  // A viewer gets no Actions column: every action there changes something or browses.
+  const actions = can('connectors') || can('browse');
   const render = () => {
     const list = state.connectors;
     if (!list) { fill(table, h('p', { class: 'muted' }, 'Loading connectors…')); return; }
@@ -35,11 +37,11 @@ export function connectorsView(main) {
       fill(table, h('div', { class: 'card' },
         h('p', {}, 'No connectors yet.'),
         h('p', { class: 'muted' }, 'Install the agent on a file server, run ', h('code', {}, `agent start --relay ${location.origin}`),
-          ', then paste the key it shows with Authorize New Connector.')));
+          can('connectors') ? ', then paste the key it shows with Authorize New Connector.' : ', then ask an operator to authorize the key it shows.')));
       return;
     }
     fill(table, h('div', { class: 'table-wrap' }, h('table', { id: 'connectors' },
-      h('thead', {}, h('tr', {}, ['Name', 'Status', 'Version', 'OS', 'Host', 'Last seen', 'Actions'].map((t) => h('th', { scope: 'col', class: ['Version', 'OS', 'Last seen'].includes(t) ? 'hide-narrow' : null }, t)))),
+      h('thead', {}, h('tr', {}, ['Name', 'Status', 'Version', 'OS', 'Host', 'Last seen', actions ? 'Actions' : null].filter(Boolean).map((t) => h('th', { scope: 'col', class: ['Version', 'OS', 'Last seen'].includes(t) ? 'hide-narrow' : null }, t)))),
       h('tbody', {}, list.map((c) => h('tr', { 'data-id': c.id },
         h('td', {}, c.name),
         h('td', {}, badge(c.state)),
@@ -47,18 +49,18 @@ export function connectorsView(main) {
         h('td', { class: 'hide-narrow' }, c.os || ''),
         h('td', {}, c.host || ''),
         h('td', { class: 'hide-narrow' }, c.state === 'online' ? 'now' : when(c.last_seen)),
-        h('td', {}, h('div', { class: 'row' },
+        actions && h('td', {}, h('div', { class: 'row' },
           c.state === 'waiting'
-            ? h('button', { type: 'button', 'data-key': `auth-${c.id}`, onclick: () => authorizeDialog(c.name) }, 'Authorize…')
+            ? can('connectors') && h('button', { type: 'button', 'data-key': `auth-${c.id}`, onclick: () => authorizeDialog(c.name) }, 'Authorize…')
             : [
-              h('a', { class: 'button', 'data-key': `browse-${c.id}`, href: `#/browse/${encodeURIComponent(c.id)}` }, 'Browse'),
-              h('button', { type: 'button', 'data-key': `rename-${c.id}`, onclick: () => renameConnector(c) }, 'Rename'),
-              h('button', { type: 'button', class: 'danger', 'data-key': `revoke-${c.id}`, onclick: () => revokeConnector(c) }, 'Revoke'),
+              can('browse') && h('a', { class: 'button', 'data-key': `browse-${c.id}`, href: `#/browse/${encodeURIComponent(c.id)}` }, 'Browse'),
+              can('connectors') && h('button', { type: 'button', 'data-key': `rename-${c.id}`, onclick: () => renameConnector(c) }, 'Rename'),
+              can('connectors') && h('button', { type: 'button', class: 'danger', 'data-key': `revoke-${c.id}`, onclick: () => revokeConnector(c) }, 'Revoke'),
             ]))))))));
   };
   fill(main, 
     h('div', { class: 'row spread' }, h('h1', {}, 'Connectors'),
-      h('button', { type: 'button', class: 'primary', id: 'authorize', onclick: () => authorizeDialog() }, 'Authorize New Connector')),
+      can('connectors') ? h('button', { type: 'button', class: 'primary', id: 'authorize', onclick: () => authorizeDialog() }, 'Authorize New Connector') : null),
     table);
   render();
   return (what) => { if (what === 'connectors') keepFocus(render); };

@@ -2,7 +2,7 @@
 // land in. List, Test, delete, and one form to create or edit. Credentials go in and never
 // come back: the API has no field that returns one, so an edit shows them blank.
 
-import { state, api, loadDestinations } from './api.js';
+import { state, api, can, loadDestinations } from './api.js';
 import { h, fill, keepFocus, dialog } from './ui.js';
 import { KINDS, kindLabel, containerOf } from './objects.js';
 
@@ -34,16 +34,21 @@ const FIELDS = {
 
 export function destinationsView(main) {
   const table = h('div');
+  // Operators may test a destination; only admins add, edit or delete one. A viewer gets
+  // neither the Test column nor the Actions column.
+  const testing = can('test-destination');
+  const managing = can('destinations');
+  const cols = ['Name', 'Kind', 'Bucket or container', 'Prefix', 'Endpoint', testing && 'Test', (testing || managing) && 'Actions'].filter(Boolean);
   const render = () => {
     const list = state.destinations;
     if (!list) { fill(table, h('p', { class: 'muted', role: 'status' }, 'Loading destinations…')); return; }
     if (!list.length) {
       fill(table, h('div', { class: 'card' }, h('p', {}, 'No destinations yet.'),
-        h('p', { class: 'muted' }, 'Add an S3 bucket (AWS or any S3-compatible service), an Azure Blob container or a Google Cloud Storage bucket; the transfer wizard can then land files in it. Folders on the Bifrost machine need no destination here.')));
+        h('p', { class: 'muted' }, managing ? 'Add' : 'An admin can add', ' an S3 bucket (AWS or any S3-compatible service), an Azure Blob container or a Google Cloud Storage bucket; the transfer wizard can then land files in it. Folders on the Bifrost machine need no destination here.')));
       return;
     }
     fill(table, h('div', { class: 'table-wrap' }, h('table', { id: 'destinations' },
-      h('thead', {}, h('tr', {}, ['Name', 'Kind', 'Bucket or container', 'Prefix', 'Endpoint', 'Test', 'Actions'].map((t) => h('th', { scope: 'col', class: t === 'Endpoint' ? 'hide-narrow' : null }, t)))),
+      h('thead', {}, h('tr', {}, cols.map((t) => h('th', { scope: 'col', class: t === 'Endpoint' ? 'hide-narrow' : null }, t)))),
       h('tbody', {}, list.map((d) => {
         const r = state.destTests.get(d.id);
         return [h('tr', { 'data-id': d.id, class: r && r.error ? 'has-detail' : null },
@@ -52,13 +57,13 @@ export function destinationsView(main) {
           h('td', { class: 'path' }, containerOf(d)),
           h('td', { class: 'path' }, d.prefix || h('span', { class: 'muted' }, '(none)')),
           h('td', { class: 'path hide-narrow' }, d.endpoint || h('span', { class: 'muted' }, 'default')),
-          h('td', { class: 'test-result', role: 'status' }, testBadge(r)),
-          h('td', {}, h('div', { class: 'row nowrap' },
-            h('button', { type: 'button', 'data-key': `test-${d.id}`, onclick: () => test(d), disabled: r && r.pending }, 'Test'),
-            h('a', { class: 'button', 'data-key': `edit-${d.id}`, href: `#/destinations/${encodeURIComponent(d.id)}` }, 'Edit'),
-            h('button', { type: 'button', class: 'danger', 'data-key': `delete-${d.id}`, onclick: () => remove(d) }, 'Delete')))),
+          testing && h('td', { class: 'test-result', role: 'status' }, testBadge(r)),
+          (testing || managing) && h('td', {}, h('div', { class: 'row nowrap' },
+            testing && h('button', { type: 'button', 'data-key': `test-${d.id}`, onclick: () => test(d), disabled: r && r.pending }, 'Test'),
+            managing && h('a', { class: 'button', 'data-key': `edit-${d.id}`, href: `#/destinations/${encodeURIComponent(d.id)}` }, 'Edit'),
+            managing && h('button', { type: 'button', class: 'danger', 'data-key': `delete-${d.id}`, onclick: () => remove(d) }, 'Delete')))),
         // The service's own words, on a line of their own under the destination.
-        r && r.error ? h('tr', { class: 'detail', 'data-for': d.id }, h('td', { colspan: 7, class: 'error test-error', role: 'alert' }, r.error)) : null];
+        r && r.error ? h('tr', { class: 'detail', 'data-for': d.id }, h('td', { colspan: cols.length, class: 'error test-error', role: 'alert' }, r.error)) : null];
       })))));
   };
 
@@ -82,7 +87,7 @@ export function destinationsView(main) {
   }
 
   fill(main, h('div', { class: 'row spread' }, h('h1', {}, 'Destinations'),
-    h('a', { class: 'button primary', id: 'new-destination', href: '#/destinations/new' }, 'New destination')), table);
+    managing ? h('a', { class: 'button primary', id: 'new-destination', href: '#/destinations/new' }, 'New destination') : null), table);
   render();
   loadDestinations().then(render, (e) => fill(table, h('p', { class: 'error' }, e.message)));
   return null;

@@ -1,6 +1,6 @@
 // The Transfers list and one transfer's page: live progress, actions and the per-file report.
 
-import { state, api, connectorName, findDestination, loadDestinations } from './api.js';
+import { state, api, can, connectorName, findDestination, loadDestinations } from './api.js';
 import { h, fill, keepFocus, bytes, when, duration, baseName, badge, progressBar, dialog, showError, breakable } from './ui.js';
 import { kindLabel, containerOf, landing } from './objects.js';
 
@@ -17,21 +17,24 @@ export function jobsView(main) {
     const jobs = state.jobs;
     if (!jobs) { fill(table, h('p', { class: 'muted' }, 'Loading transfers…')); return; }
     if (!jobs.length) {
-      fill(table, h('div', { class: 'card' }, h('p', {}, 'No transfers yet.'), h('p', {}, h('a', { href: '#/new-job' }, 'Start a transfer'), ' from a connector\u2019s folders.')));
+      fill(table, h('div', { class: 'card' }, h('p', {}, 'No transfers yet.'),
+        can('transfers') ? h('p', {}, h('a', { href: '#/new-job' }, 'Start a transfer'), ' from a connector\u2019s folders.') : null));
       return;
     }
     fill(table, h('div', { class: 'table-wrap' }, h('table', { id: 'jobs' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Transfer'), h('th', { scope: 'col' }, 'From'), h('th', { scope: 'col' }, 'State'),
-        h('th', { scope: 'col' }, 'Progress'), h('th', { scope: 'col', class: 'num' }, 'Files'), h('th', { scope: 'col', class: 'hide-narrow' }, 'Started'))),
+        h('th', { scope: 'col' }, 'Progress'), h('th', { scope: 'col', class: 'num' }, 'Files'), h('th', { scope: 'col', class: 'hide-narrow' }, 'Started'),
+        h('th', { scope: 'col', class: 'hide-narrow' }, 'By'))),
       h('tbody', {}, jobs.map((j) => h('tr', { 'data-id': j.id },
         h('td', {}, h('a', { 'data-key': `job-${j.id}`, href: `#/jobs/${encodeURIComponent(j.id)}` }, j.mappings.length ? `Home drives (${j.mappings.length})` : j.sources.map(baseName).join(', '))),
         h('td', {}, connectorName(j.connector)),
         h('td', {}, badge(j.state)),
         h('td', {}, progressBar(j.bytes_done, j.bytes_total, `Progress of ${j.id}`), h('span', { class: 'muted' }, `${bytes(j.bytes_done)} of ${bytes(j.bytes_total)}`)),
         h('td', { class: 'num' }, `${j.files_done + j.files_skipped} / ${j.files_total}`, j.files_failed ? h('span', { class: 'error' }, ` (${j.files_failed} failed)`) : null),
-        h('td', { class: 'hide-narrow' }, when(j.created))))))));
+        h('td', { class: 'hide-narrow' }, when(j.created)),
+        h('td', { class: 'hide-narrow' }, j.started_by || h('span', { class: 'muted' }, '—'))))))));
   };
-  fill(main, h('div', { class: 'row spread' }, h('h1', {}, 'Transfers'), h('a', { class: 'button primary', href: '#/new-job' }, 'New transfer')), table);
+  fill(main, h('div', { class: 'row spread' }, h('h1', {}, 'Transfers'), can('transfers') ? h('a', { class: 'button primary', href: '#/new-job' }, 'New transfer') : null), table);
   render();
   return (what) => { if (what === 'jobs' || what === 'connectors') keepFocus(render); };
 }
@@ -104,6 +107,8 @@ export function jobView(main, id) {
     fill(head, h('div', { class: 'row' }, h('h1', {}, `Transfer ${j.id}`), badge(j.state)),
       j.reason ? h('p', { class: j.state === 'failed' ? 'error' : 'muted' }, j.reason) : null,
       h('p', { class: 'muted' }, `From ${connectorName(j.connector)}: `, j.mappings.length ? `${j.mappings.length} home folders, each to its own destination` : [`${j.sources.join(', ')} into `, into(j)]),
+      // Jobs made before accounts existed do not know who started them.
+      j.started_by ? h('p', { class: 'muted', id: 'started-by' }, `Started by ${j.started_by}`, j.created ? ` on ${when(j.created)}` : '') : null,
       progressBar(j.bytes_done, j.bytes_total, 'Transfer progress'));
     const stat = (k, v, id2) => h('div', { class: 'stat' }, h('div', { class: 'v', id: id2 }, v), h('div', { class: 'k' }, k));
     fill(stats, 
@@ -117,14 +122,16 @@ export function jobView(main, id) {
       stat('Time left', rate > 0 && left > 0 ? duration(left / rate) : '—', 'stat-eta'));
     const finished = ['completed', 'completed_with_errors', 'failed', 'cancelled'].includes(j.state);
     // The buttons change only with the state, so a focused button stays put during progress.
+    // A viewer gets the report only: every other control changes the job.
+    const control = can('transfers');
     if (actions.dataset.state !== j.state) {
       actions.dataset.state = j.state;
-      keepFocus(() => fill(actions, 
+      keepFocus(() => fill(actions, !control ? csv : [
       ['queued', 'running'].includes(j.state) ? h('button', { type: 'button', onclick: () => act('pause') }, 'Pause') : null,
       j.state === 'paused' ? h('button', { type: 'button', class: 'primary', onclick: () => act('resume') }, 'Resume') : null,
       !finished ? h('button', { type: 'button', class: 'danger', onclick: () => act('cancel', { title: 'Cancel this transfer?', body: 'Files already copied stay at the destination. A cancelled transfer cannot be resumed; re-run it later to copy what is left.', submit: 'Cancel transfer' }) }, 'Cancel') : null,
       finished ? h('button', { type: 'button', class: 'primary', onclick: () => act('rerun') }, 'Rerun (new and changed files)') : null,
-      csv));
+      csv]));
     }
     // Reload the report when the counts move, at most every two seconds; a move inside the
     // two seconds (the job's last) is loaded when they end, so the table never stays behind.

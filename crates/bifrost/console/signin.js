@@ -20,6 +20,7 @@ function signedIn(s, current, done) {
 
 export function loginView(main, done, withToken = false) {
   $('#nav').hidden = true;
+  $('#who').hidden = true;
   $('#signout').hidden = true;
   const error = h('p', { class: 'error', role: 'alert', id: 'login-error' });
   const [name, nameField] = field('name', 'Name', { autocomplete: 'username', autocapitalize: 'none' });
@@ -59,6 +60,7 @@ export function loginView(main, done, withToken = false) {
 // if this follows the sign-in (after a reload it is asked for).
 export function passwordView(main, current, done) {
   $('#nav').hidden = true;
+  $('#who').hidden = true;
   $('#signout').hidden = false;
   const error = h('p', { class: 'error', role: 'alert', id: 'password-error' });
   const [cur, curField] = field('current', 'Current password', { type: 'password', autocomplete: 'current-password' });

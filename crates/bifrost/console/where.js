@@ -1,7 +1,7 @@
 // The wizard's destination step: a folder on the Bifrost machine (with home-drives mode), or a
 // path inside a stored object-storage destination, with a browser of what is already there.
 
-import { state, loadDestinations, findDestination } from './api.js';
+import { state, can, loadDestinations, findDestination } from './api.js';
 import { h, fill } from './ui.js';
 import { KINDS, kindLabel, containerOf, cleanPath, landing, prefixBrowser } from './objects.js';
 import { mappingEditor, checkMappings } from './mappings.js';
@@ -69,8 +69,9 @@ function storedPart(w, redraw) {
     return box;
   }
   if (!list.length) {
-    return h('p', { class: 'notice' }, 'No object-storage destination yet. ', h('a', { href: '#/destinations/new' }, 'Add one'),
-      ' (S3, Azure Blob or Google Cloud Storage) on the Destinations page, then come back.');
+    // Only admins add destinations; an operator is told whom to ask.
+    return h('p', { class: 'notice' }, 'No object-storage destination yet. ', can('destinations') ? h('a', { href: '#/destinations/new' }, 'Add one') : 'An admin can add one',
+      ' (S3, Azure Blob or Google Cloud Storage) on the Destinations page', can('destinations') ? ', then come back.' : '.');
   }
   if (!findDestination(w.destId)) { w.destId = list[0].id; w.destPath = ''; }
   const d = findDestination(w.destId);
@@ -95,7 +96,7 @@ function storedPart(w, redraw) {
   showWhere();
   return [
     h('div', { class: 'field' }, h('label', { for: 'dest-id' }, 'Stored destination'), select,
-      h('span', { class: 'hint' }, 'Destinations are added, tested and edited on the ', h('a', { href: '#/destinations' }, 'Destinations'), ' page.')),
+      h('span', { class: 'hint' }, can('destinations') ? 'Destinations are added, tested and edited on the ' : 'Destinations are tested on the ', h('a', { href: '#/destinations' }, 'Destinations'), ' page.')),
     h('div', { class: 'field' }, h('label', { for: 'dest-path' }, 'Path inside it'), path,
       h('span', { class: 'hint' }, 'Folders separated by /, or empty for the top. Click a folder below to choose it.')),
     where,

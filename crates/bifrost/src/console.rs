@@ -31,6 +31,7 @@ const MODULES: &[(&str, &str)] = &[
     module!("jobs.js"),
     module!("destinations.js"),
     module!("objects.js"),
+    module!("audit.js"),
 ];
 const APP_CSS: &str = include_str!("../console/app.css");
 const ICON: &str = include_str!("../console/icon.svg");
