@@ -180,3 +180,47 @@ export async function signIn(page, bifrost) {
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'Connectors' }).waitFor();
 }
+
+// Signs `page` in as account `name` through the sign-in form. A new account's first sign-in
+// asks for a new password: it is chosen here (`fresh`, which is returned) and the form sent.
+export async function signInAs(page, bifrost, name, password, fresh = `${name}: a long new password`) {
+  await page.goto(bifrost.url + '/');
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.keyboard.press('Enter');
+  const change = page.getByRole('heading', { name: 'Choose a new password' });
+  const landed = page.locator('#main h1').filter({ hasNotText: /Sign in|Choose a new password/ });
+  await change.or(landed).first().waitFor();
+  if (await change.isVisible()) {
+    await page.getByLabel('New password', { exact: true }).fill(fresh);
+    await page.getByLabel('New password again').fill(fresh);
+    await page.getByRole('button', { name: 'Save password' }).click();
+    await landed.first().waitFor();
+    return fresh;
+  }
+  return password;
+}
+
+// An API call made by the page itself, with its session cookie and CSRF token: what a user
+// could force from the browser's console whatever the console shows.
+export async function pageApi(page, method, path, body) {
+  return page.evaluate(async ([method, path, body]) => {
+    const { csrf } = await (await fetch('/api/v1/session')).json();
+    const res = await fetch('/api/v1' + path, {
+      method,
+      headers: { 'X-CSRF-Token': csrf, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    let json = null;
+    try { json = text ? JSON.parse(text) : null; } catch { json = text; }
+    return { status: res.status, body: json };
+  }, [method, path, body ?? null]);
+}
+
+// The accessible names of the visible links and buttons on the page: what a user can click.
+export async function controls(page) {
+  return page.evaluate(() => [...document.querySelectorAll('a[href], button, [role=button], input[type=submit]')]
+    .filter((el) => el.checkVisibility())
+    .map((el) => (el.getAttribute('aria-label') || el.textContent || el.value || '').replace(/\s+/g, ' ').trim()));
+}
