@@ -173,6 +173,7 @@ test('an admin reads the audit trail, filters it, pages it and downloads it', as
   await row(users.operator.name, 'sign_in', '127.0.0.1').first().waitFor();
   await row(users.operator.name, 'job.pause', jobs.big, '127.0.0.1').waitFor();
   await row(users.operator.name, 'job.create', jobs.big).waitFor();
+  await row(users.operator.name, 'password.change').waitFor();
   await row(users.viewer.name, 'sign_in', 'viewer').first().waitFor();
   const seqs = (await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.seq))));
   assert.deepEqual(seqs, [...seqs].sort((a, b) => b - a), 'newest first');

@@ -13,6 +13,7 @@ const ACTIONS = [
   ['sign_in', 'Sign-ins (sign_in)'],
   ['sign_in_failed', 'Failed sign-ins (sign_in_failed)'],
   ['sign_out', 'Sign-outs (sign_out)'],
+  ['password.', 'Password changes (password.)'],
   ['job.', 'Transfers (job.)'],
   ['connector.', 'Connectors (connector.)'],
   ['destination.', 'Destinations (destination.)'],
