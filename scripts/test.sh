@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests, the Windows type-check,
-# the demo, the desktop app under Xvfb and the packages (built, installed, signed). It installs what it
-# needs first (scripts/setup, idempotent), so it runs on a fresh Debian 12 machine; .ci/run only calls it.
+# the demo, the API fuzzed against its OpenAPI description, the desktop app under Xvfb and the
+# packages (built, installed, signed). It installs what it needs first (scripts/setup,
+# idempotent), so it runs on a fresh Debian 12 machine; .ci/run only calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mover-target}"
@@ -26,6 +27,8 @@ step "Windows type-check and lints (x86_64-pc-windows-gnu)"
 cargo clippy --target x86_64-pc-windows-gnu -p mover-proto -p mover-agent -p mover-agent-cli -p mover-desktop -- -D warnings
 step "the demo, once through"
 scripts/demo.sh --once
+step "the API against its OpenAPI description (schemathesis: no 5xx, answers match the schema, nothing it forbids accepted)"
+scripts/schemathesis.sh
 step "console tests in Chromium (Playwright)"
 (cd tests/console && npm ci --no-audit --no-fund --loglevel=error && npm test)
 step "desktop app under Xvfb (WebDriver, xdotool, xclip, dbus-send)"

@@ -1,11 +1,13 @@
 //! The JSON API under `/api/v1`: routing, sign-in checks, errors and the JSON extractor.
 
+pub mod audit;
 pub mod auth;
 mod connectors;
 mod destinations;
 mod events;
 mod jobs;
 mod session;
+pub mod table;
 pub mod wrong_token;
 
 use std::sync::Arc;
@@ -13,9 +15,8 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get};
 use axum::Router;
 use http::StatusCode;
 use mover_proto::ErrorBody;
@@ -152,67 +153,14 @@ where
 
 /// Every route Bifrost serves on its one port.
 pub fn router(app: Arc<App>) -> Router {
-    let api = Router::new()
-        .route("/events", get(events::events))
-        .route(
-            "/connectors",
-            get(connectors::list).post(connectors::authorize),
-        )
-        .route(
-            "/connectors/{id}",
-            axum::routing::delete(connectors::revoke).patch(connectors::rename),
-        )
-        .route("/connectors/{id}/browse", get(connectors::browse))
-        .route("/connectors/{id}/stat", get(connectors::stat))
-        .route("/connectors/{id}/size", get(connectors::size))
-        .route(
-            "/destinations",
-            get(destinations::list).post(destinations::create),
-        )
-        .route(
-            "/destinations/{id}",
-            get(destinations::get)
-                .patch(destinations::update)
-                .delete(destinations::delete),
-        )
-        .route("/destinations/{id}/test", post(destinations::test))
-        .route("/destinations/{id}/browse", get(destinations::browse))
-        .route("/jobs", get(jobs::list).post(jobs::create))
-        .route("/jobs/preview", post(jobs::preview))
-        .route("/jobs/{id}", get(jobs::get))
-        .route("/jobs/{id}/files", get(jobs::files))
-        .route("/jobs/{id}/files.csv", get(jobs::files_csv))
-        .route("/jobs/{id}/rerun", post(jobs::rerun))
-        .route("/jobs/{id}/sync", post(jobs::sync))
-        .route("/jobs/{id}/pause", post(jobs::pause))
-        .route("/jobs/{id}/resume", post(jobs::resume))
-        .route("/jobs/{id}/cancel", post(jobs::cancel))
-        .route_layer(middleware::from_fn(auth::require_password_changed))
-        // What a user with a one-time password may do: choose a new one, or sign out.
-        .route("/session", axum::routing::delete(session::logout))
-        .route("/session/password", post(session::change_password))
-        .fallback(|| async { ApiError::not_found("no such API endpoint") })
-        .route_layer(middleware::from_fn_with_state(
-            app.clone(),
-            auth::authenticate,
-        ));
     Router::new()
         .route(mover_proto::TUNNEL_PATH, get(crate::tunnel::accept))
-        // Signing in is the one API call without a session.
+        .merge(table::router(app.clone()))
+        // The table's routes win over this one: what is left of `/api/v1` answers JSON, not
+        // the console's page.
         .route(
-            "/api/v1/session",
-            post(session::login).get(session::current),
-        )
-        .nest("/api/v1", api)
-        // Prometheus scrapes with the admin token (`authorization: credentials` in its config).
-        .route(
-            "/metrics",
-            get(crate::metrics::handler)
-                .route_layer(middleware::from_fn(auth::require_password_changed))
-                .route_layer(middleware::from_fn_with_state(
-                    app.clone(),
-                    auth::authenticate,
-                )),
+            "/api/v1/{*rest}",
+            any(|| async { ApiError::not_found("no such API endpoint") }),
         )
         .route("/updates/{name}", get(crate::releases::serve))
         .merge(crate::console::router())

@@ -319,6 +319,7 @@ mod tests {
             concurrency: 1,
             scanned: false,
             rerun_of: None,
+            started_by: None,
             created: now(),
             updated: now(),
         };

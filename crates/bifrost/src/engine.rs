@@ -102,6 +102,15 @@ pub fn start(app: &Arc<App>, id: String) {
     );
 }
 
+/// Where a new job comes from: the job it re-runs, and who started it.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The finished job it re-runs.
+    pub rerun_of: Option<String>,
+    /// The account or token name that started it.
+    pub started_by: Option<String>,
+}
+
 /// Records a new queued job and starts it; its id.
 pub async fn submit(
     app: &Arc<App>,
@@ -110,8 +119,12 @@ pub async fn submit(
     destination: Destination,
     plan: Plan,
     concurrency: u32,
-    rerun_of: Option<String>,
+    origin: Origin,
 ) -> Result<String, StoreError> {
+    let Origin {
+        rerun_of,
+        started_by,
+    } = origin;
     let id = new_id();
     let created = now();
     app.store
@@ -126,6 +139,7 @@ pub async fn submit(
             concurrency,
             scanned: false,
             rerun_of,
+            started_by,
             updated: created.clone(),
             created,
         })
@@ -136,9 +150,16 @@ pub async fn submit(
 }
 
 /// Records and starts a re-run of finished job `old`: a new job over the same sources that
-/// copies only new or changed files. Its id.
-pub async fn rerun(app: &Arc<App>, old: JobRow) -> Result<String, StoreError> {
-    let rerun_of = Some(old.id);
+/// copies only new or changed files, started by `started_by`. Its id.
+pub async fn rerun(
+    app: &Arc<App>,
+    old: JobRow,
+    started_by: Option<String>,
+) -> Result<String, StoreError> {
+    let origin = Origin {
+        rerun_of: Some(old.id),
+        started_by,
+    };
     submit(
         app,
         old.connector,
@@ -146,7 +167,7 @@ pub async fn rerun(app: &Arc<App>, old: JobRow) -> Result<String, StoreError> {
         old.destination,
         old.plan,
         old.concurrency,
-        rerun_of,
+        origin,
     )
     .await
 }

@@ -5,7 +5,7 @@ mod create;
 mod report;
 
 pub use create::{create, preview};
-pub use report::{csv, files};
+pub use report::{csv, csv_field, files};
 
 use std::sync::Arc;
 
@@ -66,6 +66,7 @@ pub async fn view(app: &App, row: JobRow) -> Result<Job, StoreError> {
         compare: row.plan.compare,
         keep_in_sync: row.plan.keep_in_sync,
         rerun_of: row.rerun_of,
+        started_by: row.started_by,
         created: row.created,
         updated: row.updated,
     })
@@ -95,7 +96,7 @@ pub async fn get(app: &App, id: &str) -> Result<Job, JobError> {
 
 /// Starts a re-run of finished job `id`, a new job over the same sources that copies only new
 /// or changed files.
-pub async fn rerun(app: &Arc<App>, id: &str) -> Result<Job, JobError> {
+pub async fn rerun(app: &Arc<App>, id: &str, started_by: &str) -> Result<Job, JobError> {
     let old = row(app, id).await?;
     if !old.state.is_finished() {
         return Err(JobError::Conflict(format!(
@@ -104,7 +105,7 @@ pub async fn rerun(app: &Arc<App>, id: &str) -> Result<Job, JobError> {
         )));
     }
     online_client(app, &old.connector).await?;
-    let new = engine::rerun(app, old).await?;
+    let new = engine::rerun(app, old, Some(started_by.to_owned())).await?;
     get(app, &new).await
 }
 

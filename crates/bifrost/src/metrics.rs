@@ -43,7 +43,9 @@ impl Default for Meter {
     }
 }
 
-/// `GET /metrics` (admin token or session, like the API).
+/// `GET /metrics`: the `metrics` role (a Prometheus token) or an admin.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn handler(State(app): State<Arc<App>>) -> Response {
     match render(&app).await {
         Ok(text) => (

@@ -2,6 +2,7 @@
 //! accounts and sessions.
 
 mod accounts;
+mod audit;
 mod counts;
 mod destinations;
 mod files;
@@ -9,6 +10,7 @@ mod jobs;
 mod schema;
 
 pub use accounts::{Liveness, SessionRow, UserRow};
+pub use audit::{second, AuditEvent, AuditFilter};
 pub use counts::Counts;
 pub use destinations::DestinationRow;
 pub use files::{FileUpdate, NewFile, PendingFile};

@@ -16,6 +16,7 @@ pub const MAX_USER_NAME_CHARS: usize = 64;
 
 /// What an account may do. Until the route table (issue 17, slice 2) every role acts as admin.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Manages accounts, destinations and settings, and everything an operator does.
@@ -57,6 +58,7 @@ impl std::fmt::Display for Role {
 /// `POST /api/v1/session` body: `{"name", "password"}` for an account, or `{"token"}` for the
 /// bootstrap admin token (`DATA/admin.token`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// Account name.
@@ -72,6 +74,7 @@ pub struct Login {
 
 /// `POST /api/v1/session/password` body: the signed-in user's new password.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The password now (the one-time password after `bifrost user add` or `reset`).
@@ -83,6 +86,7 @@ pub struct PasswordChange {
 /// A console session: who it is, and the CSRF token its state-changing calls carry in
 /// `X-CSRF-Token`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     /// Whether the request came with a live session.
     pub signed_in: bool,

@@ -6,6 +6,7 @@ pub use crate::accounts::{Login, PasswordChange, Role, SessionInfo};
 
 /// Connector state as the API lists it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectorState {
     /// Authorized and its tunnel is up.
@@ -18,6 +19,7 @@ pub enum ConnectorState {
 
 /// `POST /api/v1/connectors` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeRequest {
     /// The key the agent shows.
@@ -29,6 +31,7 @@ pub struct AuthorizeRequest {
 
 /// `PATCH /api/v1/connectors/{id}` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
     /// New display name.
@@ -37,6 +40,7 @@ pub struct RenameRequest {
 
 /// A connector as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connector {
     /// Stable id (a waiting tunnel has a temporary one).
     pub id: String,
@@ -62,6 +66,7 @@ pub struct Connector {
 
 /// Where a job writes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Destination {
     /// A folder on Bifrost's machine.
@@ -80,6 +85,7 @@ pub enum Destination {
 
 /// One source folder copied into its own destination folder (home-drives mode).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// Absolute folder on the agent.
@@ -90,6 +96,7 @@ pub struct Mapping {
 
 /// Which files a job takes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Filters {
     /// Glob patterns; when any are given, only files matching one are copied.
@@ -108,6 +115,7 @@ pub struct Filters {
 
 /// `POST /api/v1/jobs` body (and `/api/v1/jobs/preview`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     /// Connector id.
@@ -144,6 +152,7 @@ pub struct CreateJob {
 
 /// `POST /api/v1/jobs/{id}/sync` body: turn keep-in-sync on or off (off at cut-over).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyncRequest {
     /// On or off.
@@ -152,6 +161,7 @@ pub struct SyncRequest {
 
 /// How a file already at the destination is found unchanged.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Compare {
     /// Same size and modification time (to the second): nothing is read.
@@ -163,6 +173,7 @@ pub enum Compare {
 
 /// What a job would copy (`POST /api/v1/jobs/preview`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preview {
     /// Files that would be copied.
     pub files: u64,
@@ -176,6 +187,7 @@ pub struct Preview {
 
 /// `GET /api/v1/connectors/{id}/size?path=P`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FolderSize {
     /// Files below the folder.
     pub files: u64,
@@ -187,6 +199,7 @@ pub struct FolderSize {
 
 /// Job state.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Created, not started.
@@ -247,6 +260,7 @@ impl JobState {
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     /// Job id.
     pub id: String,
@@ -297,6 +311,9 @@ pub struct Job {
     pub keep_in_sync: bool,
     /// The job this one re-runs, if any.
     pub rerun_of: Option<String>,
+    /// Who started it: an account or token name (none for jobs from before accounts).
+    #[serde(default)]
+    pub started_by: Option<String>,
     /// Creation time (RFC 3339).
     pub created: String,
     /// Last change (RFC 3339).
@@ -305,6 +322,7 @@ pub struct Job {
 
 /// Per-file result.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FileStatus {
     /// Not done yet.
@@ -322,6 +340,7 @@ pub enum FileStatus {
 
 /// One line of a job's per-file report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileReport {
     /// Path on the agent.
     pub source: String,
@@ -346,6 +365,7 @@ pub struct FileReport {
 
 /// `GET /api/v1/jobs/{id}/files` body.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileReportPage {
     /// Report lines.
     pub files: Vec<FileReport>,

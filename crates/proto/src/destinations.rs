@@ -17,6 +17,7 @@ pub const MAX_BROWSE_ENTRIES: usize = 1_000;
 /// A credential as it arrives. `Debug` and `Display` print `[redacted]`, so a request logged
 /// or formatted by mistake does not carry it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -46,6 +47,7 @@ impl fmt::Display for Secret {
 
 /// Kinds of stored destination.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DestinationKind {
     /// Amazon S3 or an S3-compatible service.
@@ -69,6 +71,7 @@ impl DestinationKind {
 
 /// `POST /api/v1/destinations` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NewDestination {
     /// S3: AWS (no `endpoint`) or any S3-compatible service by URL.
@@ -132,6 +135,7 @@ pub enum NewDestination {
 /// `PATCH /api/v1/destinations/{id}` body: any of the fields of the destination's kind. A
 /// secret given replaces the stored one; one left out keeps it. An empty `endpoint` removes it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DestinationPatch {
     /// Must equal the stored kind when given (a destination cannot change kind).
@@ -177,6 +181,7 @@ pub struct DestinationPatch {
 
 /// A stored destination as the API shows it: never its credentials.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationView {
     /// Stable id; jobs name it in `{"kind":"stored","id":...}`.
     pub id: String,
@@ -211,6 +216,7 @@ pub struct DestinationView {
 
 /// `POST /api/v1/destinations/{id}/test` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestResult {
     /// Whether listing, writing and deleting a small object under the prefix all worked.
     pub ok: bool,
@@ -221,6 +227,7 @@ pub struct TestResult {
 
 /// One object in a browse answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListedObject {
     /// Key relative to the destination's prefix (what a job's `path` plus names give).
     pub key: String,
@@ -232,6 +239,7 @@ pub struct ListedObject {
 
 /// `GET /api/v1/destinations/{id}/browse?prefix=P` answer: one level below `P`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Listing {
     /// The folder listed, relative to the destination's prefix ("" for its top).
     pub prefix: String,

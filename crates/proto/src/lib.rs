@@ -124,6 +124,7 @@ pub enum SessionState {
 
 /// Kind of a directory entry, as the API names it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// Regular file.
@@ -138,6 +139,7 @@ pub enum EntryKind {
 
 /// One directory entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entry {
     /// File name (lossy UTF-8 when the real name is not UTF-8).
     pub name: String,
@@ -155,6 +157,7 @@ pub struct Entry {
 
 /// One page of a folder listing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BrowsePage {
     /// Entries of this page, in the order the file system returns them.
     pub entries: Vec<Entry>,
@@ -164,6 +167,7 @@ pub struct BrowsePage {
 
 /// An error body, the same shape on the tunnel and in the API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Human-readable reason.
     pub error: String,
@@ -193,6 +197,7 @@ pub struct Watch {
 
 pub mod accounts;
 pub mod api;
+pub mod audit;
 pub mod destinations;
 pub mod limits;
 pub mod many;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod audit;
 mod auth;
 mod bad_input;
 mod cli;
@@ -24,6 +25,7 @@ mod names;
 mod objects;
 mod raw;
 mod resume;
+mod roles;
 mod security;
 mod support;
 mod sync;

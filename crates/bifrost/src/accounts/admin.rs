@@ -90,7 +90,10 @@ pub async fn add(store: &Store, name: &str, role: Role) -> Result<Added, AdminEr
     let password = one_time_password()?;
     let hash = hash_now(&password)?;
     match store.add_user(name.to_owned(), role, hash).await? {
-        Some(user) => Ok(Added { user, password }),
+        Some(user) => {
+            audited(store, "user.add", name, Some(format!("role {role}"))).await?;
+            Ok(Added { user, password })
+        }
         None => Err(AdminError::Taken(name.to_owned())),
     }
 }
@@ -101,17 +104,51 @@ pub async fn reset(store: &Store, name: &str) -> Result<(Secret, usize), AdminEr
     let password = one_time_password()?;
     let hash = hash_now(&password)?;
     match store.reset_password(name.to_owned(), hash).await? {
-        Some(ended) => Ok((password, ended)),
+        Some(ended) => {
+            audited(store, "user.reset", name, None).await?;
+            Ok((password, ended))
+        }
         None => Err(AdminError::NoSuchUser(name.to_owned())),
     }
 }
 
 /// Disables (ending its sessions) or enables account `name`; returns the sessions ended.
 pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<usize, AdminError> {
-    store
+    let ended = store
         .set_disabled(name.to_owned(), disabled)
         .await?
-        .ok_or_else(|| AdminError::NoSuchUser(name.to_owned()))
+        .ok_or_else(|| AdminError::NoSuchUser(name.to_owned()))?;
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    audited(store, action, name, None).await?;
+    Ok(ended)
+}
+
+/// Appends the audit row of a change made with the `bifrost` command on the server: the actor
+/// is `cli:` and the Unix user who ran it, the address `local`.
+pub async fn audited(
+    store: &Store,
+    action: &str,
+    target: &str,
+    detail: Option<String>,
+) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    let who = user_name(rustix::process::geteuid().as_raw());
+    #[cfg(not(unix))]
+    let who = std::env::var("USERNAME").unwrap_or_else(|_| "unknown".into());
+    store
+        .audit(crate::store::AuditEvent {
+            actor: format!("cli:{who}"),
+            role: None,
+            addr: "local".into(),
+            action: action.into(),
+            target: Some(target.into()),
+            detail,
+        })
+        .await
 }
 
 /// One line of `bifrost user list`.

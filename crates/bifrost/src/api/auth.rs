@@ -1,14 +1,11 @@
 //! Who is calling: `Authorization: Bearer ADMIN-TOKEN` (scripts), or a console session cookie
-//! plus, for anything but reads, the session's CSRF token. The caller is put in the request as
-//! an [`Actor`]. Until the route table (issue 17, slice 2) every role acts as admin, except a
-//! user who must change the password first ([`require_password_changed`]).
+//! plus, for anything but reads, the session's CSRF token. What the caller may do is decided
+//! by the route table (`table.rs`), which puts the caller in the request as an [`Actor`].
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
@@ -141,87 +138,65 @@ pub async fn wrong(app: &App, peer: IpAddr, error: ApiError) -> Response {
 
 /// Answers with `error` after reading (a bounded amount of) the request body: closing a
 /// connection with unread bytes resets it, and the client may lose the answer.
-async fn reject(req: Request, error: impl IntoResponse) -> Response {
+pub async fn reject(req: Request, error: impl IntoResponse) -> Response {
     let _ = axum::body::to_bytes(req.into_body(), 1024 * 1024).await;
     error.into_response()
 }
 
-/// Lets a request through with the admin token as a bearer token, or with a live console
-/// session cookie plus, for anything but reads, the session's CSRF token; puts the [`Actor`]
-/// in the request. Each session call reads the session's row, so one that a `bifrost user`
-/// command ended (or that idled out) is refused at once.
-pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let bearer = req
-        .headers()
+/// Who is calling: the admin token as a bearer token, or a live console session cookie plus,
+/// for anything but reads, the session's CSRF token. Each session call reads the session's row,
+/// so one that a `bifrost user` command ended (or that idled out) is refused at once. `Err` is
+/// the answer that refuses the call.
+pub async fn identify(
+    app: &App,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: IpAddr,
+) -> Result<Actor, Response> {
+    let bearer = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if let Some(given) = bearer {
-        let peer = peer_ip(req.extensions());
         if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
-            return reject(req, too_many(wait, FROM_ADDRESS)).await;
+            return Err(too_many(wait, FROM_ADDRESS));
         }
         if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
-            req.extensions_mut().insert(Actor::token(None));
-            return next.run(req).await;
+            return Ok(Actor::token(None));
         }
         let e = ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token");
-        let answer = wrong(&app, peer, e).await;
-        return reject(req, answer).await;
+        return Err(wrong(app, peer, e).await);
     }
-    let Some(token) = cookie(req.headers(), COOKIE) else {
-        let e = ApiError::new(
+    let Some(token) = cookie(headers, COOKIE) else {
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "sign in first, or send Authorization: Bearer ADMIN-TOKEN",
-        );
-        return reject(req, e).await;
+        )
+        .into_response());
     };
     let hashed = hash(&token);
-    let row = match app
-        .store
-        .session(hashed.clone(), liveness(&app, true))
-        .await
-    {
+    let row = match app.store.session(hashed.clone(), liveness(app, true)).await {
         Ok(Some(row)) => row,
         Ok(None) => {
-            let e = ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "your session has ended; sign in again",
-            );
-            return reject(req, e).await;
+            )
+            .into_response())
         }
-        Err(e) => return reject(req, ApiError::from(e)).await,
+        Err(e) => return Err(ApiError::from(e).into_response()),
     };
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-    let given = req
-        .headers()
+    let safe = matches!(*method, Method::GET | Method::HEAD);
+    let given = headers
         .get(CSRF_HEADER)
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
     if !safe && !constant_time_eq(&given, row.csrf.as_bytes()) {
-        let e = ApiError::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "missing or wrong CSRF token; reload the console",
-        );
-        return reject(req, e).await;
+        )
+        .into_response());
     }
-    req.extensions_mut().insert(Actor::of_session(row, hashed));
-    next.run(req).await
-}
-
-/// Refuses every call of a user who must choose a new password first (after `bifrost user add`
-/// or `reset`), but changing it and signing out, which are routed around this layer.
-pub async fn require_password_changed(req: Request, next: Next) -> Response {
-    if req
-        .extensions()
-        .get::<Actor>()
-        .is_some_and(|a| a.must_change)
-    {
-        let e = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "choose a new password first: POST /api/v1/session/password {\"current\", \"new\"}",
-        );
-        return reject(req, e).await;
-    }
-    next.run(req).await
+    Ok(Actor::of_session(row, hashed))
 }

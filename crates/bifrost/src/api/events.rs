@@ -12,7 +12,17 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 
 use super::auth::{liveness, Actor};
+use super::table::{Access, Entry};
 use crate::App;
+
+/// The event stream's route: anyone who may see the lists.
+pub fn routes() -> Vec<Entry> {
+    vec![Entry::new(
+        Access::Viewer,
+        None,
+        utoipa_axum::routes!(events),
+    )]
+}
 
 /// How often the lists are compared with what the client has.
 const TICK: Duration = Duration::from_millis(500);
@@ -20,6 +30,8 @@ const TICK: Duration = Duration::from_millis(500);
 const SESSION_TICKS: u64 = 2;
 
 /// The event stream.
+#[utoipa::path(get, path = "/api/v1/events", tags = ["events", "stream"],
+    responses((status = 200, description = "Server-sent events: `connectors` and `jobs`, each the whole list as JSON", content_type = "text/event-stream", body = String)))]
 pub async fn events(
     State(app): State<Arc<App>>,
     Extension(actor): Extension<Actor>,

@@ -10,14 +10,29 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use mover_proto::api::{Login, PasswordChange, SessionInfo};
+use mover_proto::ErrorBody;
 
 use super::auth::{
     constant_time_eq, cookie, hash, liveness, peer_ip, too_many, wrong, Actor, COOKIE, FOR_ACCOUNT,
-    FROM_ADDRESS,
+    FROM_ADDRESS, TOKEN_ACTOR,
 };
+use super::table::{Access, Entry};
 use super::{ApiError, Json};
 use crate::accounts::{check_new_password, Secret};
 use crate::App;
+
+/// The session routes and who may call them. A user with a one-time password may only choose
+/// a new one or sign out.
+pub fn routes() -> Vec<Entry> {
+    use utoipa_axum::routes;
+    use Access::{Public, SignedIn};
+    vec![
+        Entry::new(Public, None, routes!(login)),
+        Entry::new(Public, None, routes!(current)),
+        Entry::new(SignedIn, Some("sign_out"), routes!(logout)),
+        Entry::new(SignedIn, Some("password.change"), routes!(change_password)),
+    ]
+}
 
 fn random_hex(bytes: usize) -> Result<String, ApiError> {
     let mut b = vec![0u8; bytes];
@@ -41,6 +56,11 @@ fn info(actor: &Actor) -> SessionInfo {
 }
 
 /// `POST /api/v1/session {"name", "password"}` or `{"token"}`: signs in.
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login,
+    responses((status = 200, body = SessionInfo, description = "Signed in; the session cookie is set"),
+        (status = 401, body = ErrorBody, description = "wrong name, password or token"),
+        (status = 403, body = ErrorBody, description = "the account is disabled"),
+        (status = 429, body = ErrorBody, description = "too many failed sign-ins")))]
 pub async fn login(
     State(app): State<Arc<App>>,
     extensions: http::Extensions,
@@ -58,6 +78,7 @@ pub async fn login(
                     StatusCode::UNAUTHORIZED,
                     "that is not the admin token (it is in DATA/admin.token)",
                 );
+                record(&app, TOKEN_ACTOR.to_owned(), None, peer, "sign_in_failed").await;
                 return Ok(wrong(&app, peer, e).await);
             }
             None
@@ -76,10 +97,11 @@ pub async fn login(
                 .map_err(ApiError::internal)?;
             match found {
                 Some((user, _)) if right && user.disabled => {
+                    record(&app, user.name, Some(user.role), peer, "sign_in_failed").await;
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
                         "this account is disabled; ask an admin",
-                    ))
+                    ));
                 }
                 Some((user, _)) if right => Some(user),
                 _ => return Ok(failed_sign_in(&app, peer, &name).await),
@@ -100,6 +122,11 @@ pub async fn login(
     if let Some(u) = &user {
         tracing::info!(user = %u.name, role = %u.role, %peer, "signed in");
     }
+    let (actor, role) = match &user {
+        Some(u) => (u.name.clone(), u.role),
+        None => (TOKEN_ACTOR.to_owned(), crate::accounts::Role::Admin),
+    };
+    record(&app, actor, Some(role), peer, "sign_in").await;
     let row = crate::store::SessionRow { csrf, user };
     let cookie = format!(
         "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
@@ -113,10 +140,35 @@ pub async fn login(
     Ok(res)
 }
 
+/// Longest actor name an audit row keeps of a failed sign-in (the name is the caller's word).
+const MAX_AUDIT_NAME_CHARS: usize = 128;
+
+/// Appends a sign-in row to the audit trail; a failure to is logged.
+async fn record(
+    app: &App,
+    actor: String,
+    role: Option<crate::accounts::Role>,
+    peer: std::net::IpAddr,
+    action: &str,
+) {
+    let event = crate::store::AuditEvent {
+        actor: actor.chars().take(MAX_AUDIT_NAME_CHARS).collect(),
+        role: role.map(|r| r.to_string()),
+        addr: peer.to_string(),
+        action: action.to_owned(),
+        target: None,
+        detail: None,
+    };
+    if let Err(e) = app.store.audit(event).await {
+        tracing::error!(error = %e, action, "cannot write the audit row");
+    }
+}
+
 /// A wrong name or password: counted against the account and the address, answered alike
 /// whether or not the account exists.
 async fn failed_sign_in(app: &App, peer: std::net::IpAddr, name: &str) -> Response {
     tracing::info!(user = %name, %peer, "sign-in failed");
+    record(app, name.to_owned(), None, peer, "sign_in_failed").await;
     if let Err(wait) = app
         .wrong_tokens
         .charge_account(name, tokio::time::Instant::now())
@@ -130,6 +182,7 @@ async fn failed_sign_in(app: &App, peer: std::net::IpAddr, name: &str) -> Respon
 /// `GET /api/v1/session`: whether the caller is signed in, as whom, and its CSRF token.
 /// Answers 200 either way, so a console opened while signed out loads without an error. A
 /// look, not a use: it does not keep an idle session alive.
+#[utoipa::path(get, path = "/api/v1/session", tag = "session", responses((status = 200, body = SessionInfo)))]
 pub async fn current(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -152,6 +205,8 @@ pub async fn current(
 
 /// `POST /api/v1/session/password {"current", "new"}`: the signed-in user chooses a new
 /// password (what a one-time password requires first). The user's other sessions end.
+#[utoipa::path(post, path = "/api/v1/session/password", tag = "session", request_body = PasswordChange,
+    responses((status = 200, body = SessionInfo), (status = 409, body = ErrorBody, description = "the caller has no password (a token)")))]
 pub async fn change_password(
     State(app): State<Arc<App>>,
     Extension(actor): Extension<Actor>,
@@ -194,6 +249,7 @@ pub async fn change_password(
 }
 
 /// `DELETE /api/v1/session`: signs out.
+#[utoipa::path(delete, path = "/api/v1/session", tag = "session", responses((status = 204, description = "Signed out")))]
 pub async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = cookie(&headers, COOKIE) {
         app.store.delete_session(hash(&token)).await?;

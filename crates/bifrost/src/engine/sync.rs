@@ -83,7 +83,13 @@ pub(super) fn schedule_pass(app: &Arc<App>, id: String) {
         // The head has finished (a finished job stays so); like an admin's re-run, the next
         // pass starts only while the connector is online.
         let started = match app.registry.by_connector(&head.connector) {
-            Some(_) => super::rerun(&app, head).await.map_err(|e| e.to_string()),
+            // A pass is started on behalf of whoever started the head.
+            Some(_) => {
+                let by = head.started_by.clone();
+                super::rerun(&app, head, by)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             None => Err("the connector is offline".to_owned()),
         };
         match started {

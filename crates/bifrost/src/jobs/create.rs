@@ -105,8 +105,8 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
     Ok((client, concurrency, filter))
 }
 
-/// Checks `req`, makes its destination folders, records the job and starts it.
-pub async fn create(app: &Arc<App>, req: CreateJob) -> Result<Job, JobError> {
+/// Checks `req`, makes its destination folders, records the job as `started_by`'s and starts it.
+pub async fn create(app: &Arc<App>, req: CreateJob, started_by: &str) -> Result<Job, JobError> {
     let req = stored(app, normalized(req)?).await?;
     let (_, concurrency, _) = check(app, &req).await?;
     let folders: Vec<&str> = match &req.destination {
@@ -134,7 +134,10 @@ pub async fn create(app: &Arc<App>, req: CreateJob) -> Result<Job, JobError> {
         req.destination,
         plan,
         concurrency,
-        None,
+        engine::Origin {
+            rerun_of: None,
+            started_by: Some(started_by.to_owned()),
+        },
     )
     .await?;
     get(app, &id).await

@@ -58,7 +58,8 @@ pub fn csv(files: Vec<FileReport>) -> String {
     out
 }
 
-fn csv_field(s: &str) -> String {
+/// One CSV field, quoted, with a leading formula character defused.
+pub fn csv_field(s: &str) -> String {
     // Quote everything; a leading formula character is defused for spreadsheet apps.
     let s = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")

@@ -28,6 +28,8 @@ pub struct JobRow {
     pub scanned: bool,
     /// Job this re-runs.
     pub rerun_of: Option<String>,
+    /// Who started it (an account or token name); `None` for jobs from before accounts.
+    pub started_by: Option<String>,
     /// Created.
     pub created: String,
     /// Updated.
@@ -62,8 +64,8 @@ impl Store {
     pub async fn insert_job(&self, job: JobRow) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
-                "INSERT INTO jobs (id, connector, sources, destination, plan, state, reason, concurrency, scanned, rerun_of, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?10, ?5, ?6, ?7, 0, ?8, ?9, ?9)",
+                "INSERT INTO jobs (id, connector, sources, destination, plan, state, reason, concurrency, scanned, rerun_of, created, updated, started_by)
+                 VALUES (?1, ?2, ?3, ?4, ?10, ?5, ?6, ?7, 0, ?8, ?9, ?9, ?11)",
                 params![
                     job.id,
                     job.connector,
@@ -75,6 +77,7 @@ impl Store {
                     job.rerun_of,
                     job.created,
                     serde_json::to_string(&job.plan).unwrap_or_default(),
+                    job.started_by,
                 ],
             )
             .map(drop)
@@ -176,7 +179,7 @@ impl Store {
 }
 
 const JOB_COLS: &str =
-    "id, connector, sources, destination, state, reason, concurrency, scanned, rerun_of, created, updated, plan";
+    "id, connector, sources, destination, state, reason, concurrency, scanned, rerun_of, created, updated, plan, started_by";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     let bad = |i: usize, what: &str| {
@@ -202,5 +205,6 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         created: r.get(9)?,
         updated: r.get(10)?,
         plan: serde_json::from_str(&r.get::<_, String>(11)?).map_err(|_| bad(11, "plan"))?,
+        started_by: r.get(12)?,
     })
 }

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     scanned INTEGER NOT NULL DEFAULT 0,
     rerun_of TEXT,
     created TEXT NOT NULL,
-    updated TEXT NOT NULL
+    updated TEXT NOT NULL,
+    started_by TEXT
 );
 CREATE TABLE IF NOT EXISTS job_files (
     job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -71,6 +72,10 @@ INSERT INTO job_counts SELECT job, status, COUNT(*), COALESCE(SUM(size), 0) FROM
 /// it; the rows already there keep none (`failure::UNRECORDED` to readers).
 const KINDS: &str = "ALTER TABLE job_files ADD COLUMN kind TEXT;";
 
+/// Who started each job (issue 17), added to a database from before accounts; its old jobs
+/// name no one.
+const STARTED_BY: &str = "ALTER TABLE jobs ADD COLUMN started_by TEXT;";
+
 /// Triggers that kept the counts before the store did (a trigger program and a statement
 /// journal per row written cost more than the row): dropped, since the store now counts.
 const OLD_TRIGGERS: &str = "
@@ -103,8 +108,17 @@ pub(super) fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
     if !kinds {
         tx.execute_batch(KINDS)?;
     }
+    let started_by: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'started_by')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !started_by {
+        tx.execute_batch(STARTED_BY)?;
+    }
     tx.execute_batch(OLD_TRIGGERS)?;
     super::accounts::bring_up(&tx)?;
+    super::audit::bring_up(&tx)?;
     tx.commit()
 }
 
