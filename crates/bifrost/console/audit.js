@@ -56,7 +56,7 @@ export function auditView(main, params) {
     return [el, h('div', { class: 'field' }, h('label', { for: `audit-${id}` }, label), el)];
   };
   const [actor, actorField] = input('actor', 'Who', { type: 'text', placeholder: 'alice', autocomplete: 'off', spellcheck: false });
-  const [target, targetField] = input('target', 'Target', { type: 'text', placeholder: 'a job or connector id', autocomplete: 'off', spellcheck: false });
+  const [target, targetField] = input('target', 'Target', { type: 'text', placeholder: 'an id or name', autocomplete: 'off', spellcheck: false });
   const [since, sinceField] = input('since', 'From', { type: 'date' });
   const [until, untilField] = input('until', 'To', { type: 'date' });
   // An action from a bookmarked address that is not a listed choice stays selectable.
