@@ -27,6 +27,7 @@ mod raw;
 mod resume;
 mod roles;
 mod security;
+mod seed;
 mod support;
 mod sync;
 mod unauth;
