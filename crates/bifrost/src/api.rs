@@ -6,6 +6,7 @@ mod destinations;
 mod events;
 mod jobs;
 mod session;
+mod tokens;
 pub mod wrong_token;
 
 use std::sync::Arc;
@@ -187,6 +188,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}/pause", post(jobs::pause))
         .route("/jobs/{id}/resume", post(jobs::resume))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
+        // --- API tokens (issue 17, slice 3): admin only, checked in the handlers for now ---
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        // --- end of API tokens ---
         .route_layer(middleware::from_fn(auth::require_password_changed))
         // What a user with a one-time password may do: choose a new one, or sign out.
         .route("/session", axum::routing::delete(session::logout))
@@ -204,7 +209,8 @@ pub fn router(app: Arc<App>) -> Router {
             post(session::login).get(session::current),
         )
         .nest("/api/v1", api)
-        // Prometheus scrapes with the admin token (`authorization: credentials` in its config).
+        // Prometheus scrapes with a token (`authorization: credentials` in its config): a
+        // `metrics` API token, or the admin token.
         .route(
             "/metrics",
             get(crate::metrics::handler)

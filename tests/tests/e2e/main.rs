@@ -27,5 +27,6 @@ mod resume;
 mod security;
 mod support;
 mod sync;
+mod tokens;
 mod unauth;
 mod update;

@@ -1,6 +1,6 @@
-//! Who is calling: `Authorization: Bearer ADMIN-TOKEN` (scripts), or a console session cookie
-//! plus, for anything but reads, the session's CSRF token. The caller is put in the request as
-//! an [`Actor`]. Until the route table (issue 17, slice 2) every role acts as admin, except a
+//! Who is calling: `Authorization: Bearer TOKEN` (scripts, Prometheus: the bootstrap admin token
+//! or an API token, looked up by hash), or a console session cookie plus, for anything but
+//! reads, the session's CSRF token. The caller is put in the request as an [`Actor`]. Until the route table (issue 17, slice 2) every role acts as admin, except a
 //! user who must change the password first ([`require_password_changed`]).
 
 use std::net::IpAddr;
@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use super::wrong_token::{retry_after, WrongTokens};
 use super::ApiError;
 use crate::accounts::Role;
-use crate::store::{unix_now, Liveness, SessionRow};
+use crate::store::{unix_now, Liveness, SessionRow, TokenRow};
 use crate::tunnel::Peer;
 use crate::App;
 
@@ -23,17 +23,19 @@ use crate::App;
 pub const COOKIE: &str = "bifrost_session";
 /// The header a console session's state-changing calls carry.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// The name the admin token acts under.
+/// The name the bootstrap admin token acts under.
 pub const TOKEN_ACTOR: &str = "admin token";
+/// What an API token's actor name starts with, before the token's name.
+pub const API_TOKEN_ACTOR: &str = "token:";
 
 /// The caller of an API request, put in its extensions by [`authenticate`].
 #[derive(Clone)]
 pub struct Actor {
-    /// Account name, or [`TOKEN_ACTOR`].
+    /// Account name, [`TOKEN_ACTOR`], or [`API_TOKEN_ACTOR`] and an API token's name.
     pub name: String,
     /// Role.
     pub role: Role,
-    /// Account id; `None` for the admin token.
+    /// Account id; `None` for a token.
     pub user_id: Option<String>,
     /// Must choose a new password before anything else.
     pub must_change: bool,
@@ -42,29 +44,36 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The admin token's actor, with a session or as a bearer token.
-    fn token(session: Option<(String, String)>) -> Self {
+    /// A token's actor, with a session or as a bearer token.
+    pub fn of_token(t: &TokenRow, session: Option<(String, String)>) -> Self {
+        let name = if t.bootstrap {
+            TOKEN_ACTOR.to_owned()
+        } else {
+            format!("{API_TOKEN_ACTOR}{}", t.name)
+        };
         Self {
-            name: TOKEN_ACTOR.into(),
-            role: Role::Admin,
+            name,
+            role: t.role,
             user_id: None,
             must_change: false,
             session,
         }
     }
 
-    /// The actor of a live session row.
-    pub fn of_session(row: SessionRow, hash: String) -> Self {
+    /// The actor of a live session row (the store ends one that is neither an account's nor
+    /// a token's).
+    pub fn of_session(row: SessionRow, hash: String) -> Option<Self> {
         let session = Some((hash, row.csrf));
-        match row.user {
-            None => Self::token(session),
-            Some(u) => Self {
+        match (row.user, row.token) {
+            (Some(u), _) => Some(Self {
                 name: u.name,
                 role: u.role,
                 user_id: Some(u.id),
                 must_change: u.must_change,
                 session,
-            },
+            }),
+            (None, Some(t)) => Some(Self::of_token(&t, session)),
+            (None, None) => None,
         }
     }
 }
@@ -146,10 +155,11 @@ async fn reject(req: Request, error: impl IntoResponse) -> Response {
     error.into_response()
 }
 
-/// Lets a request through with the admin token as a bearer token, or with a live console
-/// session cookie plus, for anything but reads, the session's CSRF token; puts the [`Actor`]
-/// in the request. Each session call reads the session's row, so one that a `bifrost user`
-/// command ended (or that idled out) is refused at once.
+/// Lets a request through with a live token (the bootstrap admin token or an API token) as a
+/// bearer token, or with a live console session cookie plus, for anything but reads, the
+/// session's CSRF token; puts the [`Actor`] in the request. Each call looks its token or
+/// session up in the database, so one that a `bifrost user` or `bifrost token` command (or an
+/// admin's revoke) ended, or that expired or idled out, is refused at once.
 pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let bearer = req
         .headers()
@@ -161,36 +171,53 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
         if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
             return reject(req, too_many(wait, FROM_ADDRESS)).await;
         }
-        if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
-            req.extensions_mut().insert(Actor::token(None));
-            return next.run(req).await;
+        // Looked up by its hash, so no secret is compared and the time taken tells nothing.
+        let found = app
+            .store
+            .live_token(crate::tokens::hash(given), unix_now())
+            .await;
+        match found {
+            Ok(Some(t)) => {
+                req.extensions_mut().insert(Actor::of_token(&t, None));
+                return next.run(req).await;
+            }
+            Ok(None) => {
+                let e = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "wrong token, or one that was revoked, rotated or has expired",
+                );
+                let answer = wrong(&app, peer, e).await;
+                return reject(req, answer).await;
+            }
+            Err(e) => return reject(req, ApiError::from(e)).await,
         }
-        let e = ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token");
-        let answer = wrong(&app, peer, e).await;
-        return reject(req, answer).await;
     }
     let Some(token) = cookie(req.headers(), COOKIE) else {
         let e = ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "sign in first, or send Authorization: Bearer ADMIN-TOKEN",
+            "sign in first, or send Authorization: Bearer TOKEN",
         );
         return reject(req, e).await;
     };
     let hashed = hash(&token);
-    let row = match app
+    let actor = match app
         .store
         .session(hashed.clone(), liveness(&app, true))
         .await
     {
-        Ok(Some(row)) => row,
-        Ok(None) => {
+        Ok(Some(row)) => Actor::of_session(row, hashed),
+        Ok(None) => None,
+        Err(e) => return reject(req, ApiError::from(e)).await,
+    };
+    let actor = match actor {
+        Some(actor) => actor,
+        None => {
             let e = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "your session has ended; sign in again",
             );
             return reject(req, e).await;
         }
-        Err(e) => return reject(req, ApiError::from(e)).await,
     };
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
     let given = req
@@ -198,14 +225,15 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
         .get(CSRF_HEADER)
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
-    if !safe && !constant_time_eq(&given, row.csrf.as_bytes()) {
+    let csrf = actor.session.as_ref().map(|s| s.1.as_bytes()).unwrap_or_default();
+    if !safe && !constant_time_eq(&given, csrf) {
         let e = ApiError::new(
             StatusCode::FORBIDDEN,
             "missing or wrong CSRF token; reload the console",
         );
         return reject(req, e).await;
     }
-    req.extensions_mut().insert(Actor::of_session(row, hashed));
+    req.extensions_mut().insert(actor);
     next.run(req).await
 }
 
