@@ -158,11 +158,22 @@ mod tests {
             Some(now + 3600)
         );
         // Now itself has passed: a token must work for at least a second.
-        for past in ["2027-01-15T08:00:00Z", "2027-01-15T09:00:00+01:00", "1970-01-01T00:00:00Z"] {
+        for past in [
+            "2027-01-15T08:00:00Z",
+            "2027-01-15T09:00:00+01:00",
+            "1970-01-01T00:00:00Z",
+        ] {
             let e = parse_expires(Some(past), now).unwrap_err().to_string();
             assert!(e.contains("has passed"), "{past}: {e}");
         }
-        for bad in ["90d", "", "2027-01-15", "tomorrow", "2027-01-15 08:00:00", &"9".repeat(65)] {
+        for bad in [
+            "90d",
+            "",
+            "2027-01-15",
+            "tomorrow",
+            "2027-01-15 08:00:00",
+            &"9".repeat(65),
+        ] {
             assert!(
                 matches!(parse_expires(Some(bad), now), Err(TokenError::Invalid(_))),
                 "{bad}"

@@ -51,12 +51,14 @@ fn tokens_are_made_used_listed_and_revoked() {
     let made = create(&bifrost, json!({"name": "ci", "role": "operator"}));
     let token = secret(&made);
     let id = made["id"].as_str().unwrap().to_owned();
-    assert!(
-        token.starts_with("bft_") && token.len() == 68,
-        "{token}"
-    );
+    assert!(token.starts_with("bft_") && token.len() == 68, "{token}");
     assert_eq!(
-        (&made["name"], &made["role"], &made["expires"], &made["last_used"]),
+        (
+            &made["name"],
+            &made["role"],
+            &made["expires"],
+            &made["last_used"]
+        ),
         (&json!("ci"), &json!("operator"), &Value::Null, &Value::Null),
         "{made}"
     );
@@ -84,7 +86,10 @@ fn tokens_are_made_used_listed_and_revoked() {
     assert_eq!(listed[0]["revoked"], false);
     assert!(listed[0].get("token").is_none(), "{list}");
     let text = list.to_string();
-    assert!(!text.contains(&token) && !text.contains(&bifrost.token), "{text}");
+    assert!(
+        !text.contains(&token) && !text.contains(&bifrost.token),
+        "{text}"
+    );
 
     // Revoked: the next call and the token's session get 401 at once; the row stays listed.
     let (status, body) = bifrost.api("DELETE", &format!("/api/v1/tokens/{id}"), None);
@@ -104,7 +109,10 @@ fn tokens_are_made_used_listed_and_revoked() {
     }
     assert_eq!(bifrost.api("GET", "/api/v1/jobs", None).0, 200);
     assert!(!printed(&bifrost, &token), "the token was printed");
-    assert!(!printed(&bifrost, &bifrost.token), "the admin token was printed");
+    assert!(
+        !printed(&bifrost, &bifrost.token),
+        "the admin token was printed"
+    );
 }
 
 #[test]
@@ -124,8 +132,14 @@ fn token_requests_are_checked() {
         (json!({"name": long, "role": "viewer"}), "at most 64"),
         (json!({"name": "a b", "role": "viewer"}), "only letters"),
         (json!({"name": "x", "role": "root"}), "unknown variant"),
-        (json!({"name": "x", "role": "viewer", "scope": "*"}), "unknown field"),
-        (json!({"name": "x", "role": "viewer", "expires": 90}), "malformed"),
+        (
+            json!({"name": "x", "role": "viewer", "scope": "*"}),
+            "unknown field",
+        ),
+        (
+            json!({"name": "x", "role": "viewer", "expires": 90}),
+            "malformed",
+        ),
         (json!({"role": "viewer"}), "missing field"),
     ] {
         let (status, answer) = bifrost.api("POST", "/api/v1/tokens", Some(body.clone()));
@@ -148,7 +162,14 @@ fn an_expired_token_is_refused() {
         &bifrost,
         json!({"name": "brief", "role": "viewer", "expires": text}),
     );
-    assert_eq!(made["expires"], expires.replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap());
+    assert_eq!(
+        made["expires"],
+        expires
+            .replace_nanosecond(0)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
     let token = secret(&made);
     assert_eq!(
         bifrost.request("GET", "/api/v1/jobs", None, Some(&token)).0,
@@ -188,7 +209,10 @@ fn rotate_ends_the_old_admin_token_and_its_sessions_at_once() {
         .find_map(|l| l.strip_prefix("New admin token: "))
         .unwrap_or_else(|| panic!("no new token in {stdout}"))
         .to_owned();
-    assert!(stdout.contains("1 session(s) made with it ended"), "{stdout}");
+    assert!(
+        stdout.contains("1 session(s) made with it ended"),
+        "{stdout}"
+    );
     let file = std::fs::read_to_string(bifrost.data.join("admin.token")).unwrap();
     assert_eq!(file.trim(), new);
     assert!(new.starts_with("bft_") && new != old, "{new}");
@@ -206,8 +230,17 @@ fn rotate_ends_the_old_admin_token_and_its_sessions_at_once() {
     let list = token_cmd(&bifrost, &["list"]);
     let listed = String::from_utf8_lossy(&list.stdout).into_owned();
     assert!(list.status.success(), "{listed}");
-    assert!(listed.lines().any(|l| l.contains(" prometheus ") && l.contains(" live ")), "{listed}");
-    assert_eq!(listed.lines().count(), 2, "the header and one token: {listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(" prometheus ") && l.contains(" live ")),
+        "{listed}"
+    );
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "the header and one token: {listed}"
+    );
     assert!(!listed.contains(&new) && !listed.contains(&api_token));
     assert!(!printed(&bifrost, &new), "the new admin token was logged");
 }
@@ -231,13 +264,18 @@ fn only_admins_manage_tokens() {
     ] {
         let (status, answer) = vera.call(method, path, sent);
         assert_eq!(status, 403, "{method} {path}: {answer}");
-        assert!(answer["error"].as_str().unwrap().contains("only an admin"), "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("only an admin"),
+            "{answer}"
+        );
     }
 
     // A viewer token alike.
     let viewer = secret(&create(&bifrost, json!({"name": "dash", "role": "viewer"})));
     assert_eq!(
-        bifrost.request("GET", "/api/v1/jobs", None, Some(&viewer)).0,
+        bifrost
+            .request("GET", "/api/v1/jobs", None, Some(&viewer))
+            .0,
         200
     );
     for (method, sent) in [("POST", Some(body.clone())), ("GET", None)] {

@@ -225,7 +225,11 @@ pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: N
         .get(CSRF_HEADER)
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
-    let csrf = actor.session.as_ref().map(|s| s.1.as_bytes()).unwrap_or_default();
+    let csrf = actor
+        .session
+        .as_ref()
+        .map(|s| s.1.as_bytes())
+        .unwrap_or_default();
     if !safe && !constant_time_eq(&given, csrf) {
         let e = ApiError::new(
             StatusCode::FORBIDDEN,

@@ -51,7 +51,7 @@ pub async fn login(
     if let Err(wait) = app.wrong_tokens.blocked(peer, now) {
         return Ok(too_many(wait, FROM_ADDRESS));
     }
-    let (user, token) = match (req.name, req.password, req.token) {
+    let (user, signed_with) = match (req.name, req.password, req.token) {
         (None, None, Some(token)) => {
             let hashed = crate::tokens::hash(token.expose());
             match app.store.live_token(hashed, unix_now()).await? {
@@ -88,23 +88,29 @@ pub async fn login(
                 _ => return Ok(failed_sign_in(&app, peer, &name).await),
             }
         }
-        _ => {
-            return Err(ApiError::bad_request(
-                "send {\"name\", \"password\"}, or {\"token\"} with the admin token or an API token",
-            ))
-        }
+        _ => return Err(ApiError::bad_request(
+            "send {\"name\", \"password\"}, or {\"token\"} with the admin token or an API token",
+        )),
     };
     let (token, csrf) = (random_hex(32)?, random_hex(16)?);
     let hashed = hash(&token);
-    let via = match (&user, &token) {
+    let via = match (&user, &signed_with) {
         (Some(u), _) => Via::Password(u.id.clone()),
         (None, Some(t)) => Via::Token(t.id.clone()),
-        (None, None) => return Err(ApiError::internal("a sign-in with neither account nor token")),
+        (None, None) => {
+            return Err(ApiError::internal(
+                "a sign-in with neither account nor token",
+            ))
+        }
     };
     app.store
         .create_session(hashed.clone(), csrf.clone(), via, liveness(&app, true))
         .await?;
-    let row = SessionRow { csrf, user, token };
+    let row = SessionRow {
+        csrf,
+        user,
+        token: signed_with,
+    };
     let actor = Actor::of_session(row, hashed)
         .ok_or_else(|| ApiError::internal("a sign-in with neither account nor token"))?;
     tracing::info!(actor = %actor.name, role = %actor.role, %peer, "signed in");

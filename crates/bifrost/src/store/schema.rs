@@ -158,9 +158,11 @@ mod tests {
         }
         let c = rusqlite::Connection::open(&path).unwrap();
         let owner = |h: &str| {
-            c.query_row("SELECT token_id FROM sessions WHERE token_hash = ?1", [h], |r| {
-                r.get::<_, Option<String>>(0)
-            })
+            c.query_row(
+                "SELECT token_id FROM sessions WHERE token_hash = ?1",
+                [h],
+                |r| r.get::<_, Option<String>>(0),
+            )
             .unwrap()
         };
         assert_eq!(owner("t").as_deref(), Some(crate::store::BOOTSTRAP_ID));

@@ -298,7 +298,11 @@ mod tests {
         assert_eq!(store.tokens().await.unwrap()[0].last_used, Some(1000));
         store.live_token("h1".into(), 1060).await.unwrap().unwrap();
         assert_eq!(store.tokens().await.unwrap()[0].last_used, Some(1060));
-        assert!(store.live_token("nope".into(), 1000).await.unwrap().is_none());
+        assert!(store
+            .live_token("nope".into(), 1000)
+            .await
+            .unwrap()
+            .is_none());
 
         // Expiry: live before the second it names, not at it.
         store
@@ -314,12 +318,23 @@ mod tests {
             .create_session("s1".into(), "c".into(), Via::Token(t.id.clone()), live(100))
             .await
             .unwrap();
-        assert!(store.session("s1".into(), live(101)).await.unwrap().is_some());
+        assert!(store
+            .session("s1".into(), live(101))
+            .await
+            .unwrap()
+            .is_some());
         assert_eq!(store.revoke_token(t.id.clone()).await.unwrap(), Some(1));
         assert_eq!(store.revoke_token(t.id.clone()).await.unwrap(), Some(0));
-        assert!(store.session("s1".into(), live(102)).await.unwrap().is_none());
+        assert!(store
+            .session("s1".into(), live(102))
+            .await
+            .unwrap()
+            .is_none());
         assert!(store.live_token("h1".into(), 1100).await.unwrap().is_none());
-        assert_eq!(store.revoke_token("0000000000000000".into()).await.unwrap(), None);
+        assert_eq!(
+            store.revoke_token("0000000000000000".into()).await.unwrap(),
+            None
+        );
         let list = store.tokens().await.unwrap();
         assert_eq!(list.len(), 2);
         assert!(list.iter().any(|r| r.id == t.id && r.revoked));
@@ -337,8 +352,16 @@ mod tests {
             .create_session("s".into(), "c".into(), Via::Token(t.id), live(100))
             .await
             .unwrap();
-        assert!(store.session("s".into(), live(499)).await.unwrap().is_some());
-        assert!(store.session("s".into(), live(500)).await.unwrap().is_none());
+        assert!(store
+            .session("s".into(), live(499))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .session("s".into(), live(500))
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]
@@ -357,7 +380,11 @@ mod tests {
             .unwrap()
             .unwrap();
         let via = |id: &str| Via::Token(id.to_owned());
-        for (s, id) in [("s1", BOOTSTRAP_ID), ("s2", BOOTSTRAP_ID), ("s3", &other.id)] {
+        for (s, id) in [
+            ("s1", BOOTSTRAP_ID),
+            ("s2", BOOTSTRAP_ID),
+            ("s3", &other.id),
+        ] {
             store
                 .create_session(s.into(), "c".into(), via(id), live(100))
                 .await
@@ -367,8 +394,16 @@ mod tests {
         assert_eq!(store.set_bootstrap("b2".into()).await.unwrap(), (true, 2));
         assert!(store.live_token("b1".into(), 101).await.unwrap().is_none());
         assert!(store.live_token("b2".into(), 101).await.unwrap().is_some());
-        assert!(store.session("s1".into(), live(101)).await.unwrap().is_none());
-        assert!(store.session("s3".into(), live(101)).await.unwrap().is_some());
+        assert!(store
+            .session("s1".into(), live(101))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .session("s3".into(), live(101))
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]
@@ -378,11 +413,23 @@ mod tests {
             let row = new("t", &format!("h{i}"), None);
             assert!(store.add_token(row, 100, 2).await.unwrap().is_some());
         }
-        assert!(store.add_token(new("t", "h2", None), 100, 2).await.unwrap().is_none());
+        assert!(store
+            .add_token(new("t", "h2", None), 100, 2)
+            .await
+            .unwrap()
+            .is_none());
         // Expired and revoked ones do not count.
         let first = store.tokens().await.unwrap().remove(0);
         store.revoke_token(first.id).await.unwrap();
-        assert!(store.add_token(new("t", "h3", Some(150)), 100, 2).await.unwrap().is_some());
-        assert!(store.add_token(new("t", "h4", None), 200, 2).await.unwrap().is_some());
+        assert!(store
+            .add_token(new("t", "h3", Some(150)), 100, 2)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .add_token(new("t", "h4", None), 200, 2)
+            .await
+            .unwrap()
+            .is_some());
     }
 }

@@ -103,7 +103,12 @@ mod tests {
             touch_every: None,
         };
         store
-            .create_session("s".into(), "c".into(), Via::Token(BOOTSTRAP_ID.into()), live)
+            .create_session(
+                "s".into(),
+                "c".into(),
+                Via::Token(BOOTSTRAP_ID.into()),
+                live,
+            )
             .await
             .unwrap();
         let rotated = rotate(&store, dir.path()).await.unwrap();
@@ -113,7 +118,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&rotated.file).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&rotated.file)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(store.live_token(hash("old"), 1).await.unwrap().is_none());
@@ -136,7 +144,10 @@ mod tests {
             created_by: None,
         };
         let line = list_line(&t, 1_700_000_000);
-        assert!(line.contains(" live ") && line.contains("2027-01-15T08:00:00Z"), "{line}");
+        assert!(
+            line.contains(" live ") && line.contains("2027-01-15T08:00:00Z"),
+            "{line}"
+        );
         assert!(line.ends_with("never"), "{line}");
         assert!(list_line(&t, 1_800_000_000).contains(" expired "));
         t.revoked = true;
