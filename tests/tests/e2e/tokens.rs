@@ -3,8 +3,10 @@
 //! sessions at once, it expires; `bifrost token rotate` replaces the admin token under a running
 //! Bifrost; only admins manage tokens.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -37,6 +39,37 @@ fn token_cmd(bifrost: &Bifrost, args: &[&str]) -> Output {
         .arg(&bifrost.data)
         .output()
         .unwrap()
+}
+
+/// Opens `/api/v1/events` with bearer `token`; the receiver gets `event` for each event and
+/// `ended` when the stream ends.
+fn event_stream(bifrost: &Bifrost, token: &str) -> mpsc::Receiver<&'static str> {
+    let res = bifrost
+        .client()
+        .get(&format!("{}/api/v1/events", bifrost.url))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(res.into_body().into_reader()).lines() {
+            match line {
+                Ok(l) if l.starts_with("event: ") => {
+                    let _ = tx.send("event");
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send("ended");
+    });
+    rx
+}
+
+/// Waits (up to 10 s at a time) for the stream to end.
+fn wait_ended(rx: &mpsc::Receiver<&'static str>) {
+    while rx.recv_timeout(Duration::from_secs(10)).unwrap() != "ended" {}
 }
 
 /// Whether Bifrost printed or logged `secret` anywhere.
@@ -91,9 +124,16 @@ fn tokens_are_made_used_listed_and_revoked() {
         "{text}"
     );
 
-    // Revoked: the next call and the token's session get 401 at once; the row stays listed.
+    // Revoked: the next call and the token's session get 401 at once, and its event stream
+    // ends; the row stays listed.
+    let stream = event_stream(&bifrost, &token);
+    assert_eq!(
+        stream.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "event"
+    );
     let (status, body) = bifrost.api("DELETE", &format!("/api/v1/tokens/{id}"), None);
     assert_eq!(status, 204, "{body}");
+    let revoked = Instant::now();
     let (status, body) = bifrost.request("GET", "/api/v1/jobs", None, Some(&token));
     assert_eq!(status, 401, "{body}");
     assert_eq!(s.call("GET", "/api/v1/connectors", None).0, 401);
@@ -101,6 +141,8 @@ fn tokens_are_made_used_listed_and_revoked() {
     assert_eq!(status, 401, "{me}");
     let (_, list) = bifrost.api("GET", "/api/v1/tokens", None);
     assert_eq!(list[0]["revoked"], true, "{list}");
+    wait_ended(&stream);
+    assert!(revoked.elapsed() < Duration::from_secs(5));
 
     // Unknown ids, and the admin token, which the API cannot revoke.
     for other in ["0123456789abcdef", "bootstrap", "..%2F..", &"f".repeat(300)] {

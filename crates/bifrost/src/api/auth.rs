@@ -100,6 +100,14 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// The bearer token of `Authorization: Bearer TOKEN`, if the request has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// The address a request came from (the server puts it in every request).
 pub fn peer_ip(extensions: &http::Extensions) -> IpAddr {
     extensions
@@ -161,12 +169,7 @@ async fn reject(req: Request, error: impl IntoResponse) -> Response {
 /// session up in the database, so one that a `bifrost user` or `bifrost token` command (or an
 /// admin's revoke) ended, or that expired or idled out, is refused at once.
 pub async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let bearer = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(given) = bearer {
+    if let Some(given) = bearer(req.headers()) {
         let peer = peer_ip(req.extensions());
         if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
             return reject(req, too_many(wait, FROM_ADDRESS)).await;
