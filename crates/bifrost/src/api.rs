@@ -8,6 +8,7 @@ mod events;
 mod jobs;
 mod session;
 pub mod table;
+mod tokens;
 pub mod wrong_token;
 
 use std::sync::Arc;

@@ -27,6 +27,25 @@ enum Command {
     Releases(ReleasesCommand),
     /// Console accounts: add, list, disable, enable, reset (run as the data folder's owner).
     User(UserArgs),
+    /// The bootstrap admin token and API tokens: rotate, list (run as the data folder's owner).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Data folder of the Bifrost whose tokens these are
+    #[arg(long, value_name = "DIR", global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Replace the admin token in DATA/admin.token; the old one and its sessions end at once
+    Rotate,
+    /// List the API tokens (never their secrets; the admin token is not one)
+    List,
 }
 
 #[derive(clap::Args)]
@@ -175,6 +194,7 @@ fn main() -> std::process::ExitCode {
                     Command::Serve(args) => serve(args).await,
                     Command::Releases(c) => releases(c),
                     Command::User(u) => users(u).await,
+                    Command::Token(t) => tokens(t).await,
                 }
             })
         });
@@ -262,18 +282,52 @@ fn token_line(token: &str, file: &std::path::Path) -> String {
     )
 }
 
-/// `bifrost user ...`. The passwords it makes are printed here and nowhere else: not logged,
-/// never on a command line.
-async fn users(args: UserArgs) -> anyhow::Result<()> {
-    use bifrost::accounts::admin;
-    let data = match args.data {
+/// The data folder and its database, for `bifrost user` and `bifrost token`, which refuse to
+/// run as another Unix user than the folder's owner (root's database files would lock the
+/// service out).
+fn owned_store(data: Option<PathBuf>) -> anyhow::Result<(PathBuf, bifrost::store::Store)> {
+    let data = match data {
         Some(d) => d,
         None => default_data_dir()?,
     };
     let line: Vec<String> = std::env::args().skip(1).collect();
-    admin::check_owner(&data, &line.join(" "))?;
+    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
     let store = bifrost::store::Store::open(&data.join("bifrost.db"))
         .context("cannot open the database")?;
+    Ok((data, store))
+}
+
+/// `bifrost token ...`. The admin token it makes is printed here and written to its file, and
+/// nowhere else: not logged, never on a command line.
+async fn tokens(args: TokenArgs) -> anyhow::Result<()> {
+    use bifrost::tokens::admin;
+    let (data, store) = owned_store(args.data)?;
+    match args.command {
+        TokenCommand::Rotate => {
+            let rotated = admin::rotate(&store, &data).await?;
+            println!("New admin token: {}", rotated.token.expose());
+            println!(
+                "It is shown only now and kept in {} (mode 0600). The old token no longer works; {} session(s) made with it ended.",
+                rotated.file.display(),
+                rotated.ended
+            );
+        }
+        TokenCommand::List => {
+            println!("{}", admin::LIST_HEADER);
+            let now = bifrost::store::unix_now();
+            for t in store.tokens().await? {
+                println!("{}", admin::list_line(&t, now));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `bifrost user ...`. The passwords it makes are printed here and nowhere else: not logged,
+/// never on a command line.
+async fn users(args: UserArgs) -> anyhow::Result<()> {
+    use bifrost::accounts::admin;
+    let (_, store) = owned_store(args.data)?;
     match args.command {
         UserCommand::Add { name, role } => {
             let added = admin::add(&store, &name, role).await?;

@@ -201,3 +201,4 @@ pub mod audit;
 pub mod destinations;
 pub mod limits;
 pub mod many;
+pub mod tokens;

@@ -30,5 +30,6 @@ mod security;
 mod seed;
 mod support;
 mod sync;
+mod tokens;
 mod unauth;
 mod update;
