@@ -6,6 +6,7 @@ mod destinations;
 mod events;
 mod jobs;
 mod session;
+mod settings;
 pub mod wrong_token;
 
 use std::sync::Arc;
@@ -187,6 +188,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}/pause", post(jobs::pause))
         .route("/jobs/{id}/resume", post(jobs::resume))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
+        // Settings (issue 17, slice 5): GET for any signed-in role; PUT checks for an admin
+        // itself (`settings::admin_only`) until the route table guards routes by role.
+        .route("/settings", get(settings::get).put(settings::put))
+        // End of settings.
         .route_layer(middleware::from_fn(auth::require_password_changed))
         // What a user with a one-time password may do: choose a new one, or sign out.
         .route("/session", axum::routing::delete(session::logout))

@@ -27,6 +27,30 @@ enum Command {
     Releases(ReleasesCommand),
     /// Console accounts: add, list, disable, enable, reset (run as the data folder's owner).
     User(UserArgs),
+    /// Bifrost-wide settings: allowed destination roots (run as the data folder's owner).
+    Settings(SettingsArgs),
+}
+
+#[derive(clap::Args)]
+struct SettingsArgs {
+    /// Data folder of the Bifrost whose settings these are
+    #[arg(long, value_name = "DIR", global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: SettingsCommand,
+}
+
+#[derive(Subcommand)]
+enum SettingsCommand {
+    /// Show, set or clear the folders that folder destinations must be inside (none: any)
+    AllowedRoots {
+        /// Absolute folders on this machine; they replace those set
+        #[arg(value_name = "PATH", conflicts_with = "clear")]
+        paths: Vec<String>,
+        /// Remove them all, so jobs may write into any folder again
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -175,6 +199,7 @@ fn main() -> std::process::ExitCode {
                     Command::Serve(args) => serve(args).await,
                     Command::Releases(c) => releases(c),
                     Command::User(u) => users(u).await,
+                    Command::Settings(a) => settings(a).await,
                 }
             })
         });
@@ -304,6 +329,40 @@ async fn users(args: UserArgs) -> anyhow::Result<()> {
             println!("One-time password: {}", password.expose());
             println!("It is shown only now; {name} chooses a new password at the next sign-in.");
         }
+    }
+    Ok(())
+}
+
+/// `bifrost settings ...`, on the data folder's database: a running Bifrost reads the allowed
+/// roots at each check, so a change applies to the next job at once.
+async fn settings(args: SettingsArgs) -> anyhow::Result<()> {
+    let data = match args.data {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let line: Vec<String> = std::env::args().skip(1).collect();
+    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
+    let store = bifrost::store::Store::open(&data.join("bifrost.db"))
+        .context("cannot open the database")?;
+    let SettingsCommand::AllowedRoots { paths, clear } = args.command;
+    let roots = if clear || !paths.is_empty() {
+        bifrost::allowed_roots::set(&store, paths).await?
+    } else {
+        store.allowed_roots().await?
+    };
+    if roots.is_empty() {
+        println!("No allowed destination roots are set: jobs may write into any folder this Bifrost's user can.");
+        return Ok(());
+    }
+    println!("Allowed destination roots (a folder destination must be inside one):");
+    for root in roots {
+        // A typo would otherwise show only when every job is refused.
+        let note = if std::path::Path::new(&root).exists() {
+            ""
+        } else {
+            " (does not exist yet)"
+        };
+        println!("  {root}{note}");
     }
     Ok(())
 }

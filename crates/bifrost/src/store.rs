@@ -1,5 +1,5 @@
 //! Bifrost's embedded SQLite database: connectors, jobs, per-file results, destinations,
-//! accounts and sessions.
+//! accounts, sessions and settings.
 
 mod accounts;
 mod counts;
@@ -7,6 +7,7 @@ mod destinations;
 mod files;
 mod jobs;
 mod schema;
+mod settings;
 
 pub use accounts::{Liveness, SessionRow, UserRow};
 pub use counts::Counts;

@@ -196,3 +196,4 @@ pub mod api;
 pub mod destinations;
 pub mod limits;
 pub mod many;
+pub mod settings;

@@ -24,6 +24,7 @@ mod names;
 mod objects;
 mod raw;
 mod resume;
+mod roots;
 mod security;
 mod support;
 mod sync;
