@@ -1,7 +1,7 @@
-//! Allowed destination roots: once set, an operator's job, preview, mapping, re-run or sync into
-//! a folder outside them gets 403 before anything is made, a symlink inside a root cannot lead
-//! out, only an admin changes them (API or CLI), hostile roots get 400, and they survive a
-//! restart.
+//! Allowed destination roots: once set, an operator's job, preview, mapping, re-run, sync or
+//! resume into a folder outside them gets 403 before anything is made, a symlink inside a root
+//! cannot lead out, only an admin changes them (API or CLI), hostile roots get 400, and they
+//! survive a restart.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{bin, Bifrost, Session, TestCa, World};
+use crate::support::{bin, noise, Bifrost, Session, TestCa, World};
 
 const NEW: &str = "a long new password 17";
 
@@ -160,6 +160,37 @@ fn a_job_from_before_the_roots_is_not_rerun_or_synced_outside_them() {
     let (status, body) = op.call("POST", &format!("/api/v1/jobs/{id}/rerun"), None);
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["rerun_of"], id.as_str());
+}
+
+#[test]
+fn a_job_paused_before_the_roots_is_not_resumed_outside_them() {
+    let w = World::new();
+    std::fs::create_dir_all(w.share.join("big")).unwrap();
+    std::fs::write(w.share.join("big/huge.bin"), noise(4 << 20, 3)).unwrap();
+    let old = w.dir.path().join("old");
+    // At 64 KiB/s the file takes a minute: it is still running when paused.
+    let body = json!({"connector": w.connector, "sources": [w.src("big")], "destination": {"kind": "folder", "path": old}, "bandwidth_limit": 65536});
+    let (status, job) = w.bifrost.api("POST", "/api/v1/jobs", Some(body));
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let (status, body) = w
+        .bifrost
+        .api("POST", &format!("/api/v1/jobs/{id}/pause"), None);
+    assert_eq!((status, &body["state"]), (200, &json!("paused")), "{body}");
+
+    let allowed = w.dir.path().join("allowed");
+    set_roots(&w.bifrost, &[&allowed]);
+    let op = active_user(&w.bifrost, "olga", "operator");
+    let (status, body) = op.call("POST", &format!("/api/v1/jobs/{id}/resume"), None);
+    refused(status, &body, &[&allowed]);
+    assert_eq!(w.bifrost.job(id)["state"], "paused");
+    // Cancelling writes nothing more, so it is allowed.
+    let (status, body) = op.call("POST", &format!("/api/v1/jobs/{id}/cancel"), None);
+    assert_eq!(
+        (status, &body["state"]),
+        (200, &json!("cancelled")),
+        "{body}"
+    );
 }
 
 fn started() -> (tempfile::TempDir, TestCa, Bifrost) {
