@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod agent_client;
+pub mod allowed_roots;
 pub mod api;
 pub mod bucket;
 pub mod connectors;

@@ -29,6 +29,8 @@ enum Command {
     User(UserArgs),
     /// The bootstrap admin token and API tokens: rotate, list (run as the data folder's owner).
     Token(TokenArgs),
+    /// Bifrost-wide settings: allowed destination roots (run as the data folder's owner).
+    Settings(SettingsArgs),
 }
 
 #[derive(clap::Args)]
@@ -46,6 +48,28 @@ enum TokenCommand {
     Rotate,
     /// List the API tokens (never their secrets; the admin token is not one)
     List,
+}
+
+#[derive(clap::Args)]
+struct SettingsArgs {
+    /// Data folder of the Bifrost whose settings these are
+    #[arg(long, value_name = "DIR", global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: SettingsCommand,
+}
+
+#[derive(Subcommand)]
+enum SettingsCommand {
+    /// Show, set or clear the folders that folder destinations must be inside (none: any)
+    AllowedRoots {
+        /// Absolute folders on this machine; they replace those set
+        #[arg(value_name = "PATH", conflicts_with = "clear")]
+        paths: Vec<String>,
+        /// Remove them all, so jobs may write into any folder again
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -195,6 +219,7 @@ fn main() -> std::process::ExitCode {
                     Command::Releases(c) => releases(c),
                     Command::User(u) => users(u).await,
                     Command::Token(t) => tokens(t).await,
+                    Command::Settings(a) => settings(a).await,
                 }
             })
         });
@@ -358,6 +383,47 @@ async fn users(args: UserArgs) -> anyhow::Result<()> {
             println!("One-time password: {}", password.expose());
             println!("It is shown only now; {name} chooses a new password at the next sign-in.");
         }
+    }
+    Ok(())
+}
+
+/// `bifrost settings ...`, on the data folder's database: a running Bifrost reads the allowed
+/// roots at each check, so a change applies to the next job at once.
+async fn settings(args: SettingsArgs) -> anyhow::Result<()> {
+    let data = match args.data {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let line: Vec<String> = std::env::args().skip(1).collect();
+    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
+    let store = bifrost::store::Store::open(&data.join("bifrost.db"))
+        .context("cannot open the database")?;
+    let SettingsCommand::AllowedRoots { paths, clear } = args.command;
+    let roots = if clear || !paths.is_empty() {
+        let roots = bifrost::allowed_roots::set(&store, paths).await?;
+        let detail = match roots.is_empty() {
+            true => "allowed roots: none (any folder)".to_owned(),
+            false => format!("allowed roots: {}", roots.join(", ")),
+        };
+        bifrost::accounts::admin::audited(&store, "settings.edit", "allowed_roots", Some(detail))
+            .await?;
+        roots
+    } else {
+        store.allowed_roots().await?
+    };
+    if roots.is_empty() {
+        println!("No allowed destination roots are set: jobs may write into any folder this Bifrost's user can.");
+        return Ok(());
+    }
+    println!("Allowed destination roots (a folder destination must be inside one):");
+    for root in roots {
+        // A typo would otherwise show only when every job is refused.
+        let note = if std::path::Path::new(&root).exists() {
+            ""
+        } else {
+            " (does not exist yet)"
+        };
+        println!("  {root}{note}");
     }
     Ok(())
 }

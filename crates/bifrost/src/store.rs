@@ -1,5 +1,5 @@
 //! Bifrost's embedded SQLite database: connectors, jobs, per-file results, destinations,
-//! accounts, API tokens and sessions.
+//! accounts, API tokens, sessions and settings.
 
 mod accounts;
 mod audit;
@@ -8,6 +8,7 @@ mod destinations;
 mod files;
 mod jobs;
 mod schema;
+mod settings;
 mod tokens;
 
 pub use accounts::{Liveness, SessionRow, UserRow, Via};

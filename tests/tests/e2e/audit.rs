@@ -127,6 +127,15 @@ fn every_change_is_one_row_with_who_where_and_what() {
     for args in [["reset", "olga"], ["disable", "olga"], ["enable", "olga"]] {
         assert!(w.bifrost.user(&args).status.success(), "{args:?}");
     }
+    let root = w.dir.path().join("dest").to_str().unwrap().to_owned();
+    let roots = json!({ "allowed_roots": [root] });
+    assert_eq!(w.bifrost.api("PUT", "/api/v1/settings", Some(roots)).0, 200);
+    let out = Command::new(bin("bifrost"))
+        .args(["settings", "allowed-roots", "--clear", "--data"])
+        .arg(&w.bifrost.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     let out = Command::new(bin("bifrost"))
         .args(["token", "rotate", "--data"])
         .arg(&w.bifrost.data)
@@ -177,6 +186,8 @@ fn every_change_is_one_row_with_who_where_and_what() {
         format!("{cli}|user.reset|olga|-"),
         format!("{cli}|user.disable|olga|-"),
         format!("{cli}|user.enable|olga|-"),
+        format!("{admin}|settings.edit|allowed_roots|allowed roots: {root}"),
+        format!("{cli}|settings.edit|allowed_roots|allowed roots: none (any folder)"),
         format!("{cli}|token.rotate|admin token|0 session(s) ended"),
     ];
     let rows = trail(&w, "");

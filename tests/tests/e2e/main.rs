@@ -26,6 +26,7 @@ mod objects;
 mod raw;
 mod resume;
 mod roles;
+mod roots;
 mod security;
 mod seed;
 mod support;

@@ -89,6 +89,7 @@ pub(super) fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::destinations::SCHEMA)?;
     conn.execute_batch(crate::dest::object::SCHEMA)?;
+    conn.execute_batch(super::settings::SCHEMA)?;
     // Checked inside the write transaction: two processes opening an older database at
     // once fill the counts once, and add a column once.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
