@@ -84,10 +84,26 @@ fn print_help() {
     println!("Use \"agent [command] --help\" for more information about a command.");
 }
 
+/// The original's steps are "run `./agent`, copy the key" and `./agent Stop`: no command (a
+/// bare `agent`, or `agent.exe` double-clicked) means `start`, and command names are matched
+/// regardless of case.
+fn normalized(mut args: Vec<String>) -> Vec<String> {
+    match args.get(1) {
+        None => args.push("start".into()),
+        Some(first) => {
+            let lower = first.to_ascii_lowercase();
+            if COMMANDS.iter().any(|(name, _)| *name == lower) {
+                args[1] = lower;
+            }
+        }
+    }
+    args
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    let args = normalized(std::env::args().collect());
     match args.get(1).map(String::as_str) {
-        None | Some("-?" | "-h" | "--help") => {
+        Some("-?" | "-h" | "--help") => {
             print_help();
             return ExitCode::SUCCESS;
         }
@@ -143,5 +159,28 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalized(args.iter().map(|a| a.to_string()).collect())
+    }
+
+    #[test]
+    fn no_command_starts_and_commands_ignore_case() {
+        assert_eq!(norm(&["agent"]), ["agent", "start"]);
+        assert_eq!(norm(&["./agent", "Stop"]), ["./agent", "stop"]);
+        assert_eq!(norm(&["agent", "MONITOR"]), ["agent", "monitor"]);
+        assert_eq!(
+            norm(&["agent", "Start", "--Share", "/x"]),
+            ["agent", "start", "--Share", "/x"],
+            "only the command's name"
+        );
+        assert_eq!(norm(&["agent", "-h"]), ["agent", "-h"]);
+        assert_eq!(norm(&["agent", "Bogus"]), ["agent", "Bogus"]);
     }
 }

@@ -146,18 +146,24 @@ pub fn one_time_password() -> Result<Secret, AccountError> {
 /// Why `name` cannot be an account name, if it cannot: 1 to 64 letters, digits, `.`, `_`,
 /// `-` or `@`, starting with a letter or digit (it shows in logs, lists and commands).
 pub fn check_name(name: &str) -> Result<(), String> {
+    check_label("an account name", name)
+}
+
+/// [`check_name`]'s rule for any name that shows in logs, lists and commands (accounts, API
+/// tokens); `what` starts the error text, e.g. `a token name`.
+pub fn check_label(what: &str, name: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
     match name.chars().next() {
-        None => Err("an account name cannot be empty".into()),
+        None => Err(format!("{what} cannot be empty")),
         Some(c) if !c.is_ascii_alphanumeric() => {
-            Err("an account name starts with a letter or a digit".into())
+            Err(format!("{what} starts with a letter or a digit"))
         }
         _ if name.chars().count() > MAX_USER_NAME_CHARS => Err(format!(
-            "an account name has at most {MAX_USER_NAME_CHARS} characters"
+            "{what} has at most {MAX_USER_NAME_CHARS} characters"
         )),
-        _ if !name.chars().all(ok_char) => {
-            Err("an account name has only letters, digits and the characters . _ - @".into())
-        }
+        _ if !name.chars().all(ok_char) => Err(format!(
+            "{what} has only letters, digits and the characters . _ - @"
+        )),
         _ => Ok(()),
     }
 }

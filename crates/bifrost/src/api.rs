@@ -7,7 +7,9 @@ mod destinations;
 mod events;
 mod jobs;
 mod session;
+mod settings;
 pub mod table;
+mod tokens;
 pub mod wrong_token;
 
 use std::sync::Arc;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use mover_proto::api::{Job, JobState};
 
 use crate::agent_client::AgentError;
+use crate::allowed_roots::{self, RootsError};
 use crate::connectors::{online_client, ConnectorError};
 use crate::engine;
 use crate::store::{JobRow, StoreError};
@@ -29,6 +30,9 @@ pub enum JobError {
     /// The job's state does not allow it.
     #[error("{0}")]
     Conflict(String),
+    /// A folder it would write in is outside the allowed destination roots.
+    #[error("{0}")]
+    Forbidden(String),
     /// The job's connector cannot serve it.
     #[error(transparent)]
     Connector(#[from] ConnectorError),
@@ -38,6 +42,23 @@ pub enum JobError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<RootsError> for JobError {
+    fn from(e: RootsError) -> Self {
+        match e {
+            RootsError::Invalid(m) => JobError::Invalid(m),
+            RootsError::Forbidden(m) => JobError::Forbidden(m),
+            RootsError::Store(e) => JobError::Store(e),
+        }
+    }
+}
+
+/// Refuses unless the folders job `r` writes in are inside the allowed destination roots: they
+/// may have been set, or narrowed, since it was created.
+async fn within_roots(app: &App, r: &JobRow) -> Result<(), JobError> {
+    let folders = allowed_roots::folders(&r.destination, &r.plan.mappings);
+    Ok(allowed_roots::check(&app.store, folders).await?)
 }
 
 /// The API view of a job, with live byte progress.
@@ -104,6 +125,7 @@ pub async fn rerun(app: &Arc<App>, id: &str, started_by: &str) -> Result<Job, Jo
             old.state.as_str()
         )));
     }
+    within_roots(app, &old).await?;
     online_client(app, &old.connector).await?;
     let new = engine::rerun(app, old, Some(started_by.to_owned())).await?;
     get(app, &new).await
@@ -113,6 +135,10 @@ pub async fn rerun(app: &Arc<App>, id: &str, started_by: &str) -> Result<Job, Jo
 /// or stops doing so.
 pub async fn set_sync(app: &App, id: &str, keep_in_sync: bool) -> Result<Job, JobError> {
     let mut r = row(app, id).await?;
+    // Turning it off (cut-over) is always allowed: it stops writing.
+    if keep_in_sync {
+        within_roots(app, &r).await?;
+    }
     r.plan.keep_in_sync = keep_in_sync;
     app.store.set_plan(id.to_owned(), r.plan.clone()).await?;
     tracing::info!(job = %id, keep_in_sync, "keep in sync changed");
@@ -141,6 +167,7 @@ pub async fn resume(app: &Arc<App>, id: &str) -> Result<Job, JobError> {
             r.state.as_str()
         )));
     }
+    within_roots(app, &r).await?;
     app.store
         .set_job_state(id.to_owned(), JobState::Queued, None)
         .await?;

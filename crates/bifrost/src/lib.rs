@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod agent_client;
+pub mod allowed_roots;
 pub mod api;
 pub mod bucket;
 pub mod connectors;
@@ -21,6 +22,7 @@ pub mod registry;
 pub mod releases;
 pub mod store;
 pub mod tls;
+pub mod tokens;
 pub mod tree;
 pub mod tunnel;
 pub mod walk;
@@ -47,8 +49,6 @@ pub struct App {
     pub store: store::Store,
     /// Live tunnels.
     pub registry: registry::Registry,
-    /// The admin token the API expects.
-    pub admin_token: String,
     /// Running jobs.
     pub engine: engine::Engine,
     /// Hosted agent releases and their feed (`DATA/releases`, served under `/updates/`).
@@ -81,10 +81,10 @@ pub fn is_valid_key(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Reads the admin token from `DATA/admin.token`, making it on first start.
+/// Reads the bootstrap admin token from `DATA/admin.token`, making it on first start.
 /// Returns the token and whether it is new.
 pub fn admin_token(data: &std::path::Path) -> anyhow::Result<(String, bool)> {
-    let path = data.join("admin.token");
+    let path = data.join(tokens::admin::FILE);
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => Ok((t.trim().to_owned(), false)),
         Ok(_) => anyhow::bail!(
@@ -92,10 +92,7 @@ pub fn admin_token(data: &std::path::Path) -> anyhow::Result<(String, bool)> {
             path.display()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut b = [0u8; 24];
-            getrandom::fill(&mut b)
-                .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
-            let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            let token = tokens::new_secret()?.expose().to_owned();
             tls::write_private(&path, format!("{token}\n").as_bytes())?;
             Ok((token, true))
         }
@@ -103,7 +100,8 @@ pub fn admin_token(data: &std::path::Path) -> anyhow::Result<(String, bool)> {
     }
 }
 
-/// Opens the database and resumes unfinished jobs.
+/// Opens the database, makes `admin_token` (`DATA/admin.token`) the bootstrap admin token, and
+/// resumes unfinished jobs.
 pub async fn open(
     data: &std::path::Path,
     admin_token: String,
@@ -112,10 +110,18 @@ pub async fn open(
     // reqwest (object_store's client) is built without a crypto provider: it takes ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = store::Store::open(&data.join("bifrost.db")).context("cannot open the database")?;
+    // Only its hash is kept; requests are checked against the database, where `bifrost token
+    // rotate` replaces it. A file changed while Bifrost was stopped ends the old one's sessions.
+    let (changed, ended) = store
+        .set_bootstrap(tokens::hash(&admin_token))
+        .await
+        .context("cannot store the admin token")?;
+    if changed && ended > 0 {
+        tracing::info!(ended, "the admin token changed: its sessions ended");
+    }
     let app = Arc::new(App {
         store,
         registry: Default::default(),
-        admin_token,
         engine: Default::default(),
         releases: releases::dir(data),
         wrong_tokens: Default::default(),

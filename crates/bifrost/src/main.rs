@@ -27,6 +27,49 @@ enum Command {
     Releases(ReleasesCommand),
     /// Console accounts: add, list, disable, enable, reset (run as the data folder's owner).
     User(UserArgs),
+    /// The bootstrap admin token and API tokens: rotate, list (run as the data folder's owner).
+    Token(TokenArgs),
+    /// Bifrost-wide settings: allowed destination roots (run as the data folder's owner).
+    Settings(SettingsArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Data folder of the Bifrost whose tokens these are
+    #[arg(long, value_name = "DIR", global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Replace the admin token in DATA/admin.token; the old one and its sessions end at once
+    Rotate,
+    /// List the API tokens (never their secrets; the admin token is not one)
+    List,
+}
+
+#[derive(clap::Args)]
+struct SettingsArgs {
+    /// Data folder of the Bifrost whose settings these are
+    #[arg(long, value_name = "DIR", global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: SettingsCommand,
+}
+
+#[derive(Subcommand)]
+enum SettingsCommand {
+    /// Show, set or clear the folders that folder destinations must be inside (none: any)
+    AllowedRoots {
+        /// Absolute folders on this machine; they replace those set
+        #[arg(value_name = "PATH", conflicts_with = "clear")]
+        paths: Vec<String>,
+        /// Remove them all, so jobs may write into any folder again
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -175,6 +218,8 @@ fn main() -> std::process::ExitCode {
                     Command::Serve(args) => serve(args).await,
                     Command::Releases(c) => releases(c),
                     Command::User(u) => users(u).await,
+                    Command::Token(t) => tokens(t).await,
+                    Command::Settings(a) => settings(a).await,
                 }
             })
         });
@@ -262,18 +307,52 @@ fn token_line(token: &str, file: &std::path::Path) -> String {
     )
 }
 
-/// `bifrost user ...`. The passwords it makes are printed here and nowhere else: not logged,
-/// never on a command line.
-async fn users(args: UserArgs) -> anyhow::Result<()> {
-    use bifrost::accounts::admin;
-    let data = match args.data {
+/// The data folder and its database, for `bifrost user` and `bifrost token`, which refuse to
+/// run as another Unix user than the folder's owner (root's database files would lock the
+/// service out).
+fn owned_store(data: Option<PathBuf>) -> anyhow::Result<(PathBuf, bifrost::store::Store)> {
+    let data = match data {
         Some(d) => d,
         None => default_data_dir()?,
     };
     let line: Vec<String> = std::env::args().skip(1).collect();
-    admin::check_owner(&data, &line.join(" "))?;
+    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
     let store = bifrost::store::Store::open(&data.join("bifrost.db"))
         .context("cannot open the database")?;
+    Ok((data, store))
+}
+
+/// `bifrost token ...`. The admin token it makes is printed here and written to its file, and
+/// nowhere else: not logged, never on a command line.
+async fn tokens(args: TokenArgs) -> anyhow::Result<()> {
+    use bifrost::tokens::admin;
+    let (data, store) = owned_store(args.data)?;
+    match args.command {
+        TokenCommand::Rotate => {
+            let rotated = admin::rotate(&store, &data).await?;
+            println!("New admin token: {}", rotated.token.expose());
+            println!(
+                "It is shown only now and kept in {} (mode 0600). The old token no longer works; {} session(s) made with it ended.",
+                rotated.file.display(),
+                rotated.ended
+            );
+        }
+        TokenCommand::List => {
+            println!("{}", admin::LIST_HEADER);
+            let now = bifrost::store::unix_now();
+            for t in store.tokens().await? {
+                println!("{}", admin::list_line(&t, now));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `bifrost user ...`. The passwords it makes are printed here and nowhere else: not logged,
+/// never on a command line.
+async fn users(args: UserArgs) -> anyhow::Result<()> {
+    use bifrost::accounts::admin;
+    let (_, store) = owned_store(args.data)?;
     match args.command {
         UserCommand::Add { name, role } => {
             let added = admin::add(&store, &name, role).await?;
@@ -304,6 +383,47 @@ async fn users(args: UserArgs) -> anyhow::Result<()> {
             println!("One-time password: {}", password.expose());
             println!("It is shown only now; {name} chooses a new password at the next sign-in.");
         }
+    }
+    Ok(())
+}
+
+/// `bifrost settings ...`, on the data folder's database: a running Bifrost reads the allowed
+/// roots at each check, so a change applies to the next job at once.
+async fn settings(args: SettingsArgs) -> anyhow::Result<()> {
+    let data = match args.data {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let line: Vec<String> = std::env::args().skip(1).collect();
+    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
+    let store = bifrost::store::Store::open(&data.join("bifrost.db"))
+        .context("cannot open the database")?;
+    let SettingsCommand::AllowedRoots { paths, clear } = args.command;
+    let roots = if clear || !paths.is_empty() {
+        let roots = bifrost::allowed_roots::set(&store, paths).await?;
+        let detail = match roots.is_empty() {
+            true => "allowed roots: none (any folder)".to_owned(),
+            false => format!("allowed roots: {}", roots.join(", ")),
+        };
+        bifrost::accounts::admin::audited(&store, "settings.edit", "allowed_roots", Some(detail))
+            .await?;
+        roots
+    } else {
+        store.allowed_roots().await?
+    };
+    if roots.is_empty() {
+        println!("No allowed destination roots are set: jobs may write into any folder this Bifrost's user can.");
+        return Ok(());
+    }
+    println!("Allowed destination roots (a folder destination must be inside one):");
+    for root in roots {
+        // A typo would otherwise show only when every job is refused.
+        let note = if std::path::Path::new(&root).exists() {
+            ""
+        } else {
+            " (does not exist yet)"
+        };
+        println!("  {root}{note}");
     }
     Ok(())
 }

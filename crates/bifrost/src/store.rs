@@ -1,5 +1,5 @@
 //! Bifrost's embedded SQLite database: connectors, jobs, per-file results, destinations,
-//! accounts and sessions.
+//! accounts, API tokens, sessions and settings.
 
 mod accounts;
 mod audit;
@@ -8,13 +8,16 @@ mod destinations;
 mod files;
 mod jobs;
 mod schema;
+mod settings;
+mod tokens;
 
-pub use accounts::{Liveness, SessionRow, UserRow};
+pub use accounts::{Liveness, SessionRow, UserRow, Via};
 pub use audit::{second, AuditEvent, AuditFilter};
 pub use counts::Counts;
 pub use destinations::DestinationRow;
 pub use files::{FileUpdate, NewFile, PendingFile};
 pub use jobs::{JobRow, Plan};
+pub use tokens::{NewTokenRow, TokenRow, BOOTSTRAP_ID, LAST_USED_EVERY};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

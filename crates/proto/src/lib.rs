@@ -201,3 +201,5 @@ pub mod audit;
 pub mod destinations;
 pub mod limits;
 pub mod many;
+pub mod settings;
+pub mod tokens;

@@ -2,11 +2,12 @@
 //! rows, each with its actor, role and address; failed and refused calls write none; the rows
 //! survive a restart; no API edits them; filters and the CSV export work.
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{noise, one_time_password, wait_for, World};
+use crate::support::{bin, noise, one_time_password, wait_for, World};
 
 const NEW: &str = "a long new password 17";
 
@@ -117,9 +118,36 @@ fn every_change_is_one_row_with_who_where_and_what() {
     assert_eq!(w.bifrost.api("DELETE", &path, None).0, 204);
     let path = format!("/api/v1/connectors/{conn}");
     assert_eq!(w.bifrost.api("DELETE", &path, None).0, 204);
+    let prom = json!({"name": "prom", "role": "metrics"});
+    let (status, t) = w.bifrost.api("POST", "/api/v1/tokens", Some(prom));
+    assert_eq!(status, 201, "{t}");
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/tokens/{tid}");
+    assert_eq!(w.bifrost.api("DELETE", &path, None).0, 204);
     for args in [["reset", "olga"], ["disable", "olga"], ["enable", "olga"]] {
         assert!(w.bifrost.user(&args).status.success(), "{args:?}");
     }
+    let root = w.dir.path().join("dest").to_str().unwrap().to_owned();
+    let roots = json!({ "allowed_roots": [root] });
+    assert_eq!(w.bifrost.api("PUT", "/api/v1/settings", Some(roots)).0, 200);
+    let out = Command::new(bin("bifrost"))
+        .args(["settings", "allowed-roots", "--clear", "--data"])
+        .arg(&w.bifrost.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(bin("bifrost"))
+        .args(["token", "rotate", "--data"])
+        .arg(&w.bifrost.data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    w.bifrost.token = text
+        .lines()
+        .find_map(|l| l.strip_prefix("New admin token: "))
+        .unwrap()
+        .to_owned();
 
     let me = String::from_utf8(
         std::process::Command::new("id")
@@ -153,9 +181,14 @@ fn every_change_is_one_row_with_who_where_and_what() {
         format!("{admin}|destination.edit|{d}|changed prefix, secret_access_key"),
         format!("{admin}|destination.delete|{d}|-"),
         format!("{admin}|connector.revoke|{conn}|-"),
+        format!("{admin}|token.create|{tid}|prom (metrics)"),
+        format!("{admin}|token.revoke|{tid}|-"),
         format!("{cli}|user.reset|olga|-"),
         format!("{cli}|user.disable|olga|-"),
         format!("{cli}|user.enable|olga|-"),
+        format!("{admin}|settings.edit|allowed_roots|allowed roots: {root}"),
+        format!("{cli}|settings.edit|allowed_roots|allowed roots: none (any folder)"),
+        format!("{cli}|token.rotate|admin token|0 session(s) ended"),
     ];
     let rows = trail(&w, "");
     assert_eq!(rows, expected);
@@ -185,7 +218,7 @@ fn every_change_is_one_row_with_who_where_and_what() {
         lines[lines.len() - 1].contains("\"connector.authorize\""),
         "{csv}"
     );
-    assert!(lines[1].contains("\"user.enable\""), "{csv}");
+    assert!(lines[1].contains("\"token.rotate\""), "{csv}");
 
     // No API changes a row, and the rows outlive the process.
     for method in ["DELETE", "PATCH", "POST"] {

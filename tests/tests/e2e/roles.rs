@@ -50,6 +50,7 @@ fn call(
         "delete" => with(http.delete(&url), who).call(),
         "post" => with(http.post(&url), who).send_json(&body),
         "patch" => with(http.patch(&url), who).send_json(&body),
+        "put" => with(http.put(&url), who).send_json(&body),
         other => panic!("the table has a method this test does not send: {other}"),
     };
     let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));

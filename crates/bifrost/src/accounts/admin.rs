@@ -171,7 +171,7 @@ pub fn list_line(u: &UserRow) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::Liveness;
+    use crate::store::{Liveness, Via, BOOTSTRAP_ID};
 
     #[test]
     fn the_owner_is_named_from_passwd() {
@@ -209,7 +209,7 @@ mod tests {
             .create_session(
                 "h1".into(),
                 "c".into(),
-                Some(added.user.id.clone()),
+                Via::Password(added.user.id.clone()),
                 live(100),
             )
             .await
@@ -225,7 +225,7 @@ mod tests {
             .create_session(
                 "h2".into(),
                 "c".into(),
-                Some(added.user.id.clone()),
+                Via::Password(added.user.id.clone()),
                 live(100),
             )
             .await
@@ -237,8 +237,10 @@ mod tests {
             Err(AdminError::NoSuchUser(_))
         ));
         // The admin token's sessions idle out like any: unused 61 s of an allowed 60.
+        store.set_bootstrap("b".into()).await.unwrap();
+        let admin_token = Via::Token(BOOTSTRAP_ID.into());
         store
-            .create_session("t".into(), "c".into(), None, live(100))
+            .create_session("t".into(), "c".into(), admin_token, live(100))
             .await
             .unwrap();
         assert!(store

@@ -1,6 +1,7 @@
-//! Who is calling: `Authorization: Bearer ADMIN-TOKEN` (scripts), or a console session cookie
-//! plus, for anything but reads, the session's CSRF token. What the caller may do is decided
-//! by the route table (`table.rs`), which puts the caller in the request as an [`Actor`].
+//! Who is calling: `Authorization: Bearer TOKEN` (scripts, Prometheus: the bootstrap admin token
+//! or an API token, looked up by hash), or a console session cookie plus, for anything but
+//! reads, the session's CSRF token. What the caller may do is decided by the route table
+//! (`table.rs`), which puts the caller in the request as an [`Actor`].
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use super::wrong_token::{retry_after, WrongTokens};
 use super::ApiError;
 use crate::accounts::Role;
-use crate::store::{unix_now, Liveness, SessionRow};
+use crate::store::{unix_now, Liveness, SessionRow, TokenRow};
 use crate::tunnel::Peer;
 use crate::App;
 
@@ -20,17 +21,19 @@ use crate::App;
 pub const COOKIE: &str = "bifrost_session";
 /// The header a console session's state-changing calls carry.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// The name the admin token acts under.
+/// The name the bootstrap admin token acts under.
 pub const TOKEN_ACTOR: &str = "admin token";
+/// What an API token's actor name starts with, before the token's name.
+pub const API_TOKEN_ACTOR: &str = "token:";
 
-/// The caller of an API request, put in its extensions by [`authenticate`].
+/// The caller of an API request, put in its extensions by the route table's guard.
 #[derive(Clone)]
 pub struct Actor {
-    /// Account name, or [`TOKEN_ACTOR`].
+    /// Account name, [`TOKEN_ACTOR`], or [`API_TOKEN_ACTOR`] and an API token's name.
     pub name: String,
     /// Role.
     pub role: Role,
-    /// Account id; `None` for the admin token.
+    /// Account id; `None` for a token.
     pub user_id: Option<String>,
     /// Must choose a new password before anything else.
     pub must_change: bool,
@@ -39,29 +42,36 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The admin token's actor, with a session or as a bearer token.
-    fn token(session: Option<(String, String)>) -> Self {
+    /// A token's actor, with a session or as a bearer token.
+    pub fn of_token(t: &TokenRow, session: Option<(String, String)>) -> Self {
+        let name = if t.bootstrap {
+            TOKEN_ACTOR.to_owned()
+        } else {
+            format!("{API_TOKEN_ACTOR}{}", t.name)
+        };
         Self {
-            name: TOKEN_ACTOR.into(),
-            role: Role::Admin,
+            name,
+            role: t.role,
             user_id: None,
             must_change: false,
             session,
         }
     }
 
-    /// The actor of a live session row.
-    pub fn of_session(row: SessionRow, hash: String) -> Self {
+    /// The actor of a live session row (the store ends one that is neither an account's nor
+    /// a token's).
+    pub fn of_session(row: SessionRow, hash: String) -> Option<Self> {
         let session = Some((hash, row.csrf));
-        match row.user {
-            None => Self::token(session),
-            Some(u) => Self {
+        match (row.user, row.token) {
+            (Some(u), _) => Some(Self {
                 name: u.name,
                 role: u.role,
                 user_id: Some(u.id),
                 must_change: u.must_change,
                 session,
-            },
+            }),
+            (None, Some(t)) => Some(Self::of_token(&t, session)),
+            (None, None) => None,
         }
     }
 }
@@ -86,6 +96,14 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+/// The bearer token of `Authorization: Bearer TOKEN`, if the request has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// The address a request came from (the server puts it in every request).
@@ -143,60 +161,74 @@ pub async fn reject(req: Request, error: impl IntoResponse) -> Response {
     error.into_response()
 }
 
-/// Who is calling: the admin token as a bearer token, or a live console session cookie plus,
-/// for anything but reads, the session's CSRF token. Each session call reads the session's row,
-/// so one that a `bifrost user` command ended (or that idled out) is refused at once. `Err` is
-/// the answer that refuses the call.
+/// Who is calling: a live token (the bootstrap admin token or an API token) as a bearer token,
+/// or a live console session cookie plus, for anything but reads, the session's CSRF token.
+/// Each call looks its token or session up in the database, so one that a `bifrost user` or
+/// `bifrost token` command (or an admin's revoke) ended, or that expired or idled out, is
+/// refused at once. `Err` is the answer that refuses the call.
 pub async fn identify(
     app: &App,
     headers: &HeaderMap,
     method: &Method,
     peer: IpAddr,
 ) -> Result<Actor, Response> {
-    let bearer = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(given) = bearer {
+    if let Some(given) = bearer(headers) {
         if let Err(wait) = app.wrong_tokens.blocked(peer, tokio::time::Instant::now()) {
             return Err(too_many(wait, FROM_ADDRESS));
         }
-        if constant_time_eq(given.trim().as_bytes(), app.admin_token.as_bytes()) {
-            return Ok(Actor::token(None));
-        }
-        let e = ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token");
-        return Err(wrong(app, peer, e).await);
+        // Looked up by its hash, so no secret is compared and the time taken tells nothing.
+        let found = app
+            .store
+            .live_token(crate::tokens::hash(given), unix_now())
+            .await;
+        return match found {
+            Ok(Some(t)) => Ok(Actor::of_token(&t, None)),
+            Ok(None) => {
+                let e = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "wrong token, or one that was revoked, rotated or has expired",
+                );
+                Err(wrong(app, peer, e).await)
+            }
+            Err(e) => Err(ApiError::from(e).into_response()),
+        };
     }
     let Some(token) = cookie(headers, COOKIE) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "sign in first, or send Authorization: Bearer ADMIN-TOKEN",
+            "sign in first, or send Authorization: Bearer TOKEN",
         )
         .into_response());
     };
     let hashed = hash(&token);
-    let row = match app.store.session(hashed.clone(), liveness(app, true)).await {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "your session has ended; sign in again",
-            )
-            .into_response())
-        }
+    let actor = match app.store.session(hashed.clone(), liveness(app, true)).await {
+        Ok(Some(row)) => Actor::of_session(row, hashed),
+        Ok(None) => None,
         Err(e) => return Err(ApiError::from(e).into_response()),
+    };
+    let Some(actor) = actor else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "your session has ended; sign in again",
+        )
+        .into_response());
     };
     let safe = matches!(*method, Method::GET | Method::HEAD);
     let given = headers
         .get(CSRF_HEADER)
         .map(|v| v.as_bytes().to_vec())
         .unwrap_or_default();
-    if !safe && !constant_time_eq(&given, row.csrf.as_bytes()) {
+    let csrf = actor
+        .session
+        .as_ref()
+        .map(|s| s.1.as_bytes())
+        .unwrap_or_default();
+    if !safe && !constant_time_eq(&given, csrf) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "missing or wrong CSRF token; reload the console",
         )
         .into_response());
     }
-    Ok(Actor::of_session(row, hashed))
+    Ok(actor)
 }

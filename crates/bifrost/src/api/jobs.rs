@@ -43,6 +43,7 @@ impl From<JobError> for ApiError {
             JobError::NotFound(_) => StatusCode::NOT_FOUND,
             JobError::Invalid(_) => StatusCode::BAD_REQUEST,
             JobError::Conflict(_) => StatusCode::CONFLICT,
+            JobError::Forbidden(_) => StatusCode::FORBIDDEN,
             JobError::Connector(e) => return e.into(),
             JobError::Agent(e) => return e.into(),
             JobError::Store(e) => return e.into(),

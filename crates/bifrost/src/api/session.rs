@@ -1,5 +1,5 @@
-//! Console sign-in: an account's name and password, or the admin token, buys an HttpOnly
-//! session cookie and a CSRF token; a user with a one-time password chooses a new one here.
+//! Console sign-in: an account's name and password, or a token (the bootstrap admin token or an
+//! API token, acting with its role), buys an HttpOnly session cookie and a CSRF token; a user with a one-time password chooses a new one here.
 //! Wrong credentials are slowed down and limited per address and per account
 //! (`wrong_token.rs`); who is calling is checked in `auth.rs`.
 
@@ -13,12 +13,12 @@ use mover_proto::api::{Login, PasswordChange, SessionInfo};
 use mover_proto::ErrorBody;
 
 use super::auth::{
-    constant_time_eq, cookie, hash, liveness, peer_ip, too_many, wrong, Actor, COOKIE, FOR_ACCOUNT,
-    FROM_ADDRESS, TOKEN_ACTOR,
+    cookie, hash, liveness, peer_ip, too_many, wrong, Actor, COOKIE, FOR_ACCOUNT, FROM_ADDRESS,
 };
 use super::table::{Access, Entry};
 use super::{ApiError, Json};
 use crate::accounts::{check_new_password, Secret};
+use crate::store::{unix_now, SessionRow, Via};
 use crate::App;
 
 /// The session routes and who may call them. A user with a one-time password may only choose
@@ -71,17 +71,27 @@ pub async fn login(
     if let Err(wait) = app.wrong_tokens.blocked(peer, now) {
         return Ok(too_many(wait, FROM_ADDRESS));
     }
-    let user = match (req.name, req.password, req.token) {
+    let (user, signed_with) = match (req.name, req.password, req.token) {
         (None, None, Some(token)) => {
-            if !constant_time_eq(token.expose().trim().as_bytes(), app.admin_token.as_bytes()) {
-                let e = ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "that is not the admin token (it is in DATA/admin.token)",
-                );
-                record(&app, TOKEN_ACTOR.to_owned(), None, peer, "sign_in_failed").await;
-                return Ok(wrong(&app, peer, e).await);
+            let hashed = crate::tokens::hash(token.expose());
+            match app.store.live_token(hashed, unix_now()).await? {
+                Some(t) => (None, Some(t)),
+                None => {
+                    let e = ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "that is not the admin token (it is in DATA/admin.token) nor a live API token",
+                    );
+                    record(
+                        &app,
+                        "(unknown token)".to_owned(),
+                        None,
+                        peer,
+                        "sign_in_failed",
+                    )
+                    .await;
+                    return Ok(wrong(&app, peer, e).await);
+                }
             }
-            None
         }
         (Some(name), Some(password), None) => {
             let name = name.trim().to_owned();
@@ -103,36 +113,42 @@ pub async fn login(
                         "this account is disabled; ask an admin",
                     ));
                 }
-                Some((user, _)) if right => Some(user),
+                Some((user, _)) if right => (Some(user), None),
                 _ => return Ok(failed_sign_in(&app, peer, &name).await),
             }
         }
-        _ => {
-            return Err(ApiError::bad_request(
-                "send {\"name\", \"password\"}, or {\"token\"} with the admin token",
-            ))
-        }
+        _ => return Err(ApiError::bad_request(
+            "send {\"name\", \"password\"}, or {\"token\"} with the admin token or an API token",
+        )),
     };
     let (token, csrf) = (random_hex(32)?, random_hex(16)?);
     let hashed = hash(&token);
-    let user_id = user.as_ref().map(|u| u.id.clone());
-    app.store
-        .create_session(hashed.clone(), csrf.clone(), user_id, liveness(&app, true))
-        .await?;
-    if let Some(u) = &user {
-        tracing::info!(user = %u.name, role = %u.role, %peer, "signed in");
-    }
-    let (actor, role) = match &user {
-        Some(u) => (u.name.clone(), u.role),
-        None => (TOKEN_ACTOR.to_owned(), crate::accounts::Role::Admin),
+    let via = match (&user, &signed_with) {
+        (Some(u), _) => Via::Password(u.id.clone()),
+        (None, Some(t)) => Via::Token(t.id.clone()),
+        (None, None) => {
+            return Err(ApiError::internal(
+                "a sign-in with neither account nor token",
+            ))
+        }
     };
-    record(&app, actor, Some(role), peer, "sign_in").await;
-    let row = crate::store::SessionRow { csrf, user };
+    app.store
+        .create_session(hashed.clone(), csrf.clone(), via, liveness(&app, true))
+        .await?;
+    let row = SessionRow {
+        csrf,
+        user,
+        token: signed_with,
+    };
+    let actor = Actor::of_session(row, hashed)
+        .ok_or_else(|| ApiError::internal("a sign-in with neither account nor token"))?;
+    tracing::info!(actor = %actor.name, role = %actor.role, %peer, "signed in");
+    record(&app, actor.name.clone(), Some(actor.role), peer, "sign_in").await;
     let cookie = format!(
         "{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}",
         app.sessions.max.as_secs()
     );
-    let mut res = axum::Json(info(&Actor::of_session(row, hashed))).into_response();
+    let mut res = axum::Json(info(&actor)).into_response();
     res.headers_mut().insert(
         http::header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
@@ -197,7 +213,9 @@ pub async fn current(
             .session(hashed.clone(), liveness(&app, false))
             .await?
         {
-            Some(row) => info(&Actor::of_session(row, hashed)),
+            Some(row) => Actor::of_session(row, hashed)
+                .as_ref()
+                .map_or_else(SessionInfo::signed_out, info),
             None => SessionInfo::signed_out(),
         },
     ))
@@ -215,7 +233,7 @@ pub async fn change_password(
 ) -> Result<Response, ApiError> {
     let Some(user_id) = actor.user_id.clone() else {
         return Err(ApiError::conflict(
-            "the admin token has no password; sign in with an account to change its password",
+            "a token has no password; sign in with an account to change its password",
         ));
     };
     let peer = peer_ip(&extensions);

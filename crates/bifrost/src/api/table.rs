@@ -100,6 +100,8 @@ fn entries() -> Vec<Entry> {
         super::destinations::routes(),
         super::jobs::routes(),
         super::audit::routes(),
+        super::tokens::routes(),
+        super::settings::routes(),
         vec![
             Entry::new(Access::Metrics, None, routes!(crate::metrics::handler)),
             Entry::new(Access::Public, None, routes!(openapi)),

@@ -81,16 +81,22 @@ pub(super) fn schedule_pass(app: &Arc<App>, id: String) {
             _ => return,
         };
         // The head has finished (a finished job stays so); like an admin's re-run, the next
-        // pass starts only while the connector is online.
-        let started = match app.registry.by_connector(&head.connector) {
+        // pass starts only while the connector is online, and only inside the allowed
+        // destination roots (which may have been set or narrowed since the job was made).
+        let folders = crate::allowed_roots::folders(&head.destination, &head.plan.mappings);
+        let started = match (
+            crate::allowed_roots::check(&app.store, folders).await,
+            app.registry.by_connector(&head.connector),
+        ) {
+            (Err(e), _) => Err(e.to_string()),
             // A pass is started on behalf of whoever started the head.
-            Some(_) => {
+            (Ok(()), Some(_)) => {
                 let by = head.started_by.clone();
                 super::rerun(&app, head, by)
                     .await
                     .map_err(|e| e.to_string())
             }
-            None => Err("the connector is offline".to_owned()),
+            (Ok(()), None) => Err("the connector is offline".to_owned()),
         };
         match started {
             Ok(new) => {

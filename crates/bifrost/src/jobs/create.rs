@@ -8,6 +8,7 @@ use mover_proto::api::{CreateJob, Destination, Job, Preview};
 
 use super::{get, JobError};
 use crate::agent_client::AgentClient;
+use crate::allowed_roots;
 use crate::connectors::{count, online_client};
 use crate::engine;
 use crate::layout::{dest_root, source_name, LayoutError};
@@ -20,8 +21,17 @@ const MAX_SOURCES: usize = 10_000;
 /// Slowest bandwidth limit accepted, in bytes per second.
 const MIN_BANDWIDTH: u64 = 64 * 1024;
 
-/// The request with its destination and mapping roots normalized; a root with `..` is invalid.
-fn normalized(mut req: CreateJob) -> Result<CreateJob, JobError> {
+/// The request with its destination and mapping roots normalized and inside the allowed
+/// destination roots; a root with `..` is invalid.
+async fn normalized(app: &App, req: CreateJob) -> Result<CreateJob, JobError> {
+    let req = spelled(req)?;
+    let folders = allowed_roots::folders(&req.destination, &req.mappings);
+    allowed_roots::check(&app.store, folders).await?;
+    Ok(req)
+}
+
+/// The request with its destination and mapping roots normalized.
+fn spelled(mut req: CreateJob) -> Result<CreateJob, JobError> {
     let bad = |e: LayoutError| JobError::Invalid(e.to_string());
     match &mut req.destination {
         Destination::Folder { path } => *path = dest_root(path, "destination").map_err(bad)?,
@@ -107,7 +117,7 @@ async fn check(app: &App, req: &CreateJob) -> Result<(AgentClient, u32, Filter),
 
 /// Checks `req`, makes its destination folders, records the job as `started_by`'s and starts it.
 pub async fn create(app: &Arc<App>, req: CreateJob, started_by: &str) -> Result<Job, JobError> {
-    let req = stored(app, normalized(req)?).await?;
+    let req = stored(app, normalized(app, req).await?).await?;
     let (_, concurrency, _) = check(app, &req).await?;
     let folders: Vec<&str> = match &req.destination {
         Destination::Folder { path } => std::iter::once(path.as_str())
@@ -145,7 +155,7 @@ pub async fn create(app: &Arc<App>, req: CreateJob, started_by: &str) -> Result<
 
 /// What a job with this request would copy, counted, without copying.
 pub async fn preview(app: &App, req: CreateJob) -> Result<Preview, JobError> {
-    let req = stored(app, normalized(req)?).await?;
+    let req = stored(app, normalized(app, req).await?).await?;
     let (client, _, filter) = check(app, &req).await?;
     let targets = targets(&req.sources, &req.destination, &req.mappings);
     let counter = count(&client, &targets, &filter).await?;

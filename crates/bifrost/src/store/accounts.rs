@@ -1,10 +1,12 @@
 //! Accounts and console sessions in the database: `users`, and `sessions` made by a user's
-//! password or by the admin token. The `bifrost user` commands write here while Bifrost runs,
-//! and Bifrost reads a session's row on every request, so a disabled or reset user's sessions
-//! end at once.
+//! password or by a token (the bootstrap admin token or an API token, `store/tokens.rs`). The
+//! `bifrost user` and `bifrost token` commands write here while Bifrost runs, and Bifrost reads
+//! a session's row on every request, so a disabled or reset user's sessions, and a revoked or
+//! rotated token's, end at once.
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
+use super::tokens::{token_by_id, TokenRow};
 use super::{new_id, now, Store, StoreError};
 use crate::accounts::Role;
 
@@ -19,7 +21,8 @@ CREATE TABLE IF NOT EXISTS users (
     must_change INTEGER NOT NULL DEFAULT 1,
     created TEXT NOT NULL
 );
--- user_id is NULL for a session of the admin token (via = 'token').
+-- user_id is NULL for a session made with a token (via = 'token'); token_id (added by
+-- TOKEN_IDS) names that token.
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY,
     csrf TEXT NOT NULL,
@@ -30,6 +33,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+";
+
+/// Which token made a session, so that revoking or rotating it ends its sessions. Sessions of
+/// the admin token from before are the bootstrap token's.
+const TOKEN_IDS: &str = "
+ALTER TABLE sessions ADD COLUMN token_id TEXT;
+UPDATE sessions SET token_id = 'bootstrap' WHERE via = 'token';
 ";
 
 /// Creates the tables. Sessions from before accounts (admin token only, no `via`) are dropped
@@ -44,7 +54,16 @@ pub(super) fn bring_up(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     if old {
         tx.execute_batch("DROP TABLE sessions;")?;
     }
-    tx.execute_batch(SCHEMA)
+    tx.execute_batch(SCHEMA)?;
+    let token_ids: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'token_id')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !token_ids {
+        tx.execute_batch(TOKEN_IDS)?;
+    }
+    tx.execute_batch("CREATE INDEX IF NOT EXISTS sessions_token ON sessions (token_id);")
 }
 
 /// An account, without its password hash.
@@ -75,8 +94,19 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
 pub struct SessionRow {
     /// The CSRF token its state-changing calls carry.
     pub csrf: String,
-    /// Its user; `None` for the admin token.
+    /// Its user, when it was made with a password.
     pub user: Option<UserRow>,
+    /// Its token, when it was made with one (the bootstrap admin token or an API token).
+    pub token: Option<TokenRow>,
+}
+
+/// What a session was made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Account `id`'s password.
+    Password(String),
+    /// Token `id` (`tokens::BOOTSTRAP_ID` for the admin token).
+    Token(String),
 }
 
 /// When a session counts as ended, and whether this look at it is a use (seconds).
@@ -231,13 +261,13 @@ impl Store {
         .await
     }
 
-    /// Stores a console session by the hash of its cookie, for `user` (`None`: the admin
-    /// token), dropping ended ones.
+    /// Stores a console session by the hash of its cookie, made `via` a password or a token,
+    /// dropping ended ones.
     pub async fn create_session(
         &self,
         token_hash: String,
         csrf: String,
-        user: Option<String>,
+        via: Via,
         live: Liveness,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
@@ -245,11 +275,14 @@ impl Store {
                 "DELETE FROM sessions WHERE expires < ?1 OR last_seen < ?1 - ?2",
                 params![live.now, live.idle],
             )?;
-            let via = if user.is_some() { "password" } else { "token" };
+            let (kind, user, token) = match via {
+                Via::Password(user) => ("password", Some(user), None),
+                Via::Token(token) => ("token", None, Some(token)),
+            };
             c.execute(
-                "INSERT INTO sessions (token_hash, csrf, user_id, via, created, last_seen, expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-                params![token_hash, csrf, user, via, live.now, live.now + live.max],
+                "INSERT INTO sessions (token_hash, csrf, user_id, token_id, via, created, last_seen, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                params![token_hash, csrf, user, token, kind, live.now, live.now + live.max],
             )
             .map(drop)
         })
@@ -257,7 +290,8 @@ impl Store {
     }
 
     /// The live session with this cookie hash. One unused for longer than `live.idle`, older
-    /// than `live.max` or of a disabled user has ended: it is deleted, and `None` returned.
+    /// than `live.max`, of a disabled user, or of a token that no longer works (expired,
+    /// revoked, rotated) has ended: it is deleted, and `None` returned.
     pub async fn session(
         &self,
         token_hash: String,
@@ -267,33 +301,41 @@ impl Store {
             let row = c
                 .query_row(
                     &format!(
-                        "SELECT s.csrf, s.created, s.last_seen, s.user_id, u.{}
+                        "SELECT s.csrf, s.created, s.last_seen, s.token_id, s.user_id, u.{}
                          FROM sessions s LEFT JOIN users u ON u.id = s.user_id
                          WHERE s.token_hash = ?1",
                         USER_COLS.replace(", ", ", u.")
                     ),
                     [&token_hash],
                     |r| {
-                        let user_id: Option<String> = r.get(3)?;
+                        let user_id: Option<String> = r.get(4)?;
                         let user = match user_id {
-                            Some(_) => Some(user_row_at(r, 4)?),
+                            Some(_) => Some(user_row_at(r, 5)?),
                             None => None,
                         };
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, i64>(1)?,
                             r.get::<_, i64>(2)?,
+                            r.get::<_, Option<String>>(3)?,
                             user,
                         ))
                     },
                 )
                 .optional()?;
-            let Some((csrf, created, last_seen, user)) = row else {
+            let Some((csrf, created, last_seen, token_id, user)) = row else {
                 return Ok(None);
+            };
+            let token = match &token_id {
+                Some(id) => token_by_id(c, id)?,
+                None => None,
             };
             let ended = live.now - last_seen > live.idle
                 || live.now - created > live.max
-                || user.as_ref().is_some_and(|u| u.disabled);
+                || user.as_ref().is_some_and(|u| u.disabled)
+                || (token_id.is_some() && !token.as_ref().is_some_and(|t| t.live(live.now)))
+                // Neither an account's nor a token's: nothing vouches for it.
+                || (user.is_none() && token.is_none());
             if ended {
                 c.execute("DELETE FROM sessions WHERE token_hash = ?1", [&token_hash])?;
                 return Ok(None);
@@ -307,7 +349,7 @@ impl Store {
                     params![token_hash, live.now],
                 )?;
             }
-            Ok(Some(SessionRow { csrf, user }))
+            Ok(Some(SessionRow { csrf, user, token }))
         })
         .await
     }

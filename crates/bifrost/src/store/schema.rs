@@ -89,6 +89,7 @@ pub(super) fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::destinations::SCHEMA)?;
     conn.execute_batch(crate::dest::object::SCHEMA)?;
+    conn.execute_batch(super::settings::SCHEMA)?;
     // Checked inside the write transaction: two processes opening an older database at
     // once fill the counts once, and add a column once.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -119,6 +120,7 @@ pub(super) fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.execute_batch(OLD_TRIGGERS)?;
     super::accounts::bring_up(&tx)?;
     super::audit::bring_up(&tx)?;
+    super::tokens::bring_up(&tx)?;
     tx.commit()
 }
 
@@ -152,6 +154,37 @@ mod tests {
     ";
 
     #[test]
+    fn admin_token_sessions_from_before_tokens_become_the_bootstrap_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bifrost.db");
+        // `sessions` as accounts made it, before API tokens: no token_id.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE sessions (token_hash TEXT PRIMARY KEY, csrf TEXT NOT NULL,
+                    user_id TEXT, via TEXT NOT NULL, created INTEGER NOT NULL,
+                    last_seen INTEGER NOT NULL, expires INTEGER NOT NULL);
+                 INSERT INTO sessions VALUES ('t', 'c', NULL, 'token', 1, 1, 2);
+                 INSERT INTO sessions VALUES ('p', 'c', 'u1', 'password', 1, 1, 2);",
+            )
+            .unwrap();
+        for _ in 0..2 {
+            drop(Store::open(&path).unwrap());
+        }
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let owner = |h: &str| {
+            c.query_row(
+                "SELECT token_id FROM sessions WHERE token_hash = ?1",
+                [h],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(owner("t").as_deref(), Some(crate::store::BOOTSTRAP_ID));
+        assert_eq!(owner("p"), None);
+    }
+
+    #[test]
     fn sessions_from_before_accounts_are_dropped_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bifrost.db");
@@ -171,7 +204,8 @@ mod tests {
             1
         );
         c.execute(
-            "INSERT INTO sessions VALUES ('h2', 'c', NULL, 'token', 1, 1, 2)",
+            "INSERT INTO sessions (token_hash, csrf, user_id, via, created, last_seen, expires)
+             VALUES ('h2', 'c', NULL, 'token', 1, 1, 2)",
             [],
         )
         .unwrap();

@@ -201,6 +201,7 @@ impl Bifrost {
             ("POST", Some(b)) => with_auth(self.http.post(&url), &auth).send_json(b),
             ("POST", None) => with_auth(self.http.post(&url), &auth).send_empty(),
             ("PATCH", Some(b)) => with_auth(self.http.patch(&url), &auth).send_json(b),
+            ("PUT", Some(b)) => with_auth(self.http.put(&url), &auth).send_json(b),
             other => panic!("unsupported request {other:?}"),
         };
         let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));

@@ -35,6 +35,7 @@ impl Session {
             ("POST", Some(b)) => with(self.http.post(&url)).send_json(b),
             ("POST", None) => with(self.http.post(&url)).send_empty(),
             ("PATCH", Some(b)) => with(self.http.patch(&url)).send_json(b),
+            ("PUT", Some(b)) => with(self.http.put(&url)).send_json(b),
             other => panic!("unsupported request {other:?}"),
         };
         let mut res = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
