@@ -147,7 +147,7 @@ pub async fn set_sync(app: &App, id: &str, keep_in_sync: bool) -> Result<Job, Jo
 }
 
 /// Pauses queued or running job `id`.
-pub async fn pause(app: &App, id: &str) -> Result<Job, JobError> {
+pub async fn pause(app: &App, id: &str, by: &str) -> Result<Job, JobError> {
     let r = row(app, id).await?;
     if !matches!(r.state, JobState::Queued | JobState::Running) {
         return Err(JobError::Conflict(format!(
@@ -155,7 +155,7 @@ pub async fn pause(app: &App, id: &str) -> Result<Job, JobError> {
             r.state.as_str()
         )));
     }
-    stop_as(app, id, JobState::Paused, "paused by an admin").await
+    stop_as(app, id, JobState::Paused, &format!("paused by {by}")).await
 }
 
 /// Resumes paused job `id`.
@@ -176,12 +176,12 @@ pub async fn resume(app: &Arc<App>, id: &str) -> Result<Job, JobError> {
 }
 
 /// Cancels job `id` unless it has finished.
-pub async fn cancel(app: &App, id: &str) -> Result<Job, JobError> {
+pub async fn cancel(app: &App, id: &str, by: &str) -> Result<Job, JobError> {
     let r = row(app, id).await?;
     if r.state.is_finished() {
         return Err(JobError::Conflict(format!("job {id} has already finished")));
     }
-    stop_as(app, id, JobState::Cancelled, "cancelled by an admin").await
+    stop_as(app, id, JobState::Cancelled, &format!("cancelled by {by}")).await
 }
 
 /// Stops job `id` and records it as `state`, for `reason`.

@@ -174,8 +174,9 @@ pub async fn sync(
 pub async fn pause(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Reply<Job>, ApiError> {
-    Ok(Reply(jobs::pause(&app, &id).await?))
+    Ok(Reply(jobs::pause(&app, &id, &actor.name).await?))
 }
 
 /// `POST /jobs/{id}/resume`.
@@ -194,6 +195,7 @@ pub async fn resume(
 pub async fn cancel(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    Extension(actor): Extension<Actor>,
 ) -> Result<Reply<Job>, ApiError> {
-    Ok(Reply(jobs::cancel(&app, &id).await?))
+    Ok(Reply(jobs::cancel(&app, &id, &actor.name).await?))
 }
