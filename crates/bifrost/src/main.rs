@@ -1,6 +1,10 @@
 //! `bifrost`: the relay, API and transfer engine, as a command.
 #![forbid(unsafe_code)]
 
+mod manage;
+
+use manage::{settings, tokens, users, SettingsArgs, TokenArgs, UserArgs};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -31,88 +35,6 @@ enum Command {
     Token(TokenArgs),
     /// Bifrost-wide settings: allowed destination roots (run as the data folder's owner).
     Settings(SettingsArgs),
-}
-
-#[derive(clap::Args)]
-struct TokenArgs {
-    /// Data folder of the Bifrost whose tokens these are
-    #[arg(long, value_name = "DIR", global = true)]
-    data: Option<PathBuf>,
-    #[command(subcommand)]
-    command: TokenCommand,
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Replace the admin token in DATA/admin.token; the old one and its sessions end at once
-    Rotate,
-    /// List the API tokens (never their secrets; the admin token is not one)
-    List,
-}
-
-#[derive(clap::Args)]
-struct SettingsArgs {
-    /// Data folder of the Bifrost whose settings these are
-    #[arg(long, value_name = "DIR", global = true)]
-    data: Option<PathBuf>,
-    #[command(subcommand)]
-    command: SettingsCommand,
-}
-
-#[derive(Subcommand)]
-enum SettingsCommand {
-    /// Show, set or clear the folders that folder destinations must be inside (none: any)
-    AllowedRoots {
-        /// Absolute folders on this machine; they replace those set
-        #[arg(value_name = "PATH", conflicts_with = "clear")]
-        paths: Vec<String>,
-        /// Remove them all, so jobs may write into any folder again
-        #[arg(long)]
-        clear: bool,
-    },
-}
-
-#[derive(clap::Args)]
-struct UserArgs {
-    /// Data folder of the Bifrost whose accounts these are
-    #[arg(long, value_name = "DIR", global = true)]
-    data: Option<PathBuf>,
-    #[command(subcommand)]
-    command: UserCommand,
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Add an account; prints a one-time password to change at the first sign-in
-    Add {
-        /// Account name: letters, digits and . _ - @
-        name: String,
-        /// admin, operator, viewer or metrics
-        #[arg(long, value_parser = parse_role)]
-        role: bifrost::accounts::Role,
-    },
-    /// List the accounts
-    List,
-    /// Disable an account and end its sessions at once
-    Disable {
-        /// Account name
-        name: String,
-    },
-    /// Enable a disabled account again
-    Enable {
-        /// Account name
-        name: String,
-    },
-    /// Give an account a new one-time password and end its sessions at once
-    Reset {
-        /// Account name
-        name: String,
-    },
-}
-
-fn parse_role(s: &str) -> Result<bifrost::accounts::Role, String> {
-    bifrost::accounts::Role::parse(s)
-        .ok_or_else(|| "the role is one of admin, operator, viewer or metrics".to_owned())
 }
 
 #[derive(Subcommand)]
@@ -310,124 +232,6 @@ fn token_line(token: &str, file: &std::path::Path) -> String {
 /// The data folder and its database, for `bifrost user` and `bifrost token`, which refuse to
 /// run as another Unix user than the folder's owner (root's database files would lock the
 /// service out).
-fn owned_store(data: Option<PathBuf>) -> anyhow::Result<(PathBuf, bifrost::store::Store)> {
-    let data = match data {
-        Some(d) => d,
-        None => default_data_dir()?,
-    };
-    let line: Vec<String> = std::env::args().skip(1).collect();
-    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
-    let store = bifrost::store::Store::open(&data.join("bifrost.db"))
-        .context("cannot open the database")?;
-    Ok((data, store))
-}
-
-/// `bifrost token ...`. The admin token it makes is printed here and written to its file, and
-/// nowhere else: not logged, never on a command line.
-async fn tokens(args: TokenArgs) -> anyhow::Result<()> {
-    use bifrost::tokens::admin;
-    let (data, store) = owned_store(args.data)?;
-    match args.command {
-        TokenCommand::Rotate => {
-            let rotated = admin::rotate(&store, &data).await?;
-            println!("New admin token: {}", rotated.token.expose());
-            println!(
-                "It is shown only now and kept in {} (mode 0600). The old token no longer works; {} session(s) made with it ended.",
-                rotated.file.display(),
-                rotated.ended
-            );
-        }
-        TokenCommand::List => {
-            println!("{}", admin::LIST_HEADER);
-            let now = bifrost::store::unix_now();
-            for t in store.tokens().await? {
-                println!("{}", admin::list_line(&t, now));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `bifrost user ...`. The passwords it makes are printed here and nowhere else: not logged,
-/// never on a command line.
-async fn users(args: UserArgs) -> anyhow::Result<()> {
-    use bifrost::accounts::admin;
-    let (_, store) = owned_store(args.data)?;
-    match args.command {
-        UserCommand::Add { name, role } => {
-            let added = admin::add(&store, &name, role).await?;
-            println!("Added {} ({}).", added.user.name, added.user.role);
-            println!("One-time password: {}", added.password.expose());
-            println!(
-                "It is shown only now; {} chooses a new password at the first sign-in.",
-                added.user.name
-            );
-        }
-        UserCommand::List => {
-            println!("{:<24} {:<9} {:<21} ADDED", "NAME", "ROLE", "STATE");
-            for u in store.users().await? {
-                println!("{}", admin::list_line(&u));
-            }
-        }
-        UserCommand::Disable { name } => {
-            let ended = admin::set_disabled(&store, &name, true).await?;
-            println!("Disabled {name}; {ended} session(s) ended.");
-        }
-        UserCommand::Enable { name } => {
-            admin::set_disabled(&store, &name, false).await?;
-            println!("Enabled {name}.");
-        }
-        UserCommand::Reset { name } => {
-            let (password, ended) = admin::reset(&store, &name).await?;
-            println!("Reset {name}; {ended} session(s) ended.");
-            println!("One-time password: {}", password.expose());
-            println!("It is shown only now; {name} chooses a new password at the next sign-in.");
-        }
-    }
-    Ok(())
-}
-
-/// `bifrost settings ...`, on the data folder's database: a running Bifrost reads the allowed
-/// roots at each check, so a change applies to the next job at once.
-async fn settings(args: SettingsArgs) -> anyhow::Result<()> {
-    let data = match args.data {
-        Some(d) => d,
-        None => default_data_dir()?,
-    };
-    let line: Vec<String> = std::env::args().skip(1).collect();
-    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
-    let store = bifrost::store::Store::open(&data.join("bifrost.db"))
-        .context("cannot open the database")?;
-    let SettingsCommand::AllowedRoots { paths, clear } = args.command;
-    let roots = if clear || !paths.is_empty() {
-        let roots = bifrost::allowed_roots::set(&store, paths).await?;
-        let detail = match roots.is_empty() {
-            true => "allowed roots: none (any folder)".to_owned(),
-            false => format!("allowed roots: {}", roots.join(", ")),
-        };
-        bifrost::accounts::admin::audited(&store, "settings.edit", "allowed_roots", Some(detail))
-            .await?;
-        roots
-    } else {
-        store.allowed_roots().await?
-    };
-    if roots.is_empty() {
-        println!("No allowed destination roots are set: jobs may write into any folder this Bifrost's user can.");
-        return Ok(());
-    }
-    println!("Allowed destination roots (a folder destination must be inside one):");
-    for root in roots {
-        // A typo would otherwise show only when every job is refused.
-        let note = if std::path::Path::new(&root).exists() {
-            ""
-        } else {
-            " (does not exist yet)"
-        };
-        println!("  {root}{note}");
-    }
-    Ok(())
-}
-
 async fn shutdown() {
     #[cfg(unix)]
     {
