@@ -90,6 +90,7 @@ pub(crate) fn parse_role(s: &str) -> Result<bifrost::accounts::Role, String> {
         .ok_or_else(|| "the role is one of admin, operator, viewer or metrics".to_owned())
 }
 
+/// The data folder and its database, once the caller is known to be the folder's owner.
 pub(crate) fn owned_store(
     data: Option<PathBuf>,
 ) -> anyhow::Result<(PathBuf, bifrost::store::Store)> {
@@ -172,14 +173,7 @@ pub(crate) async fn users(args: UserArgs) -> anyhow::Result<()> {
 /// `bifrost settings ...`, on the data folder's database: a running Bifrost reads the allowed
 /// roots at each check, so a change applies to the next job at once.
 pub(crate) async fn settings(args: SettingsArgs) -> anyhow::Result<()> {
-    let data = match args.data {
-        Some(d) => d,
-        None => default_data_dir()?,
-    };
-    let line: Vec<String> = std::env::args().skip(1).collect();
-    bifrost::accounts::admin::check_owner(&data, &line.join(" "))?;
-    let store = bifrost::store::Store::open(&data.join("bifrost.db"))
-        .context("cannot open the database")?;
+    let (_, store) = owned_store(args.data)?;
     let SettingsCommand::AllowedRoots { paths, clear } = args.command;
     let roots = if clear || !paths.is_empty() {
         let roots = bifrost::allowed_roots::set(&store, paths).await?;
