@@ -101,20 +101,10 @@ pub(super) fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
     if !counted {
         tx.execute_batch(COUNTS)?;
     }
-    let kinds: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('job_files') WHERE name = 'kind')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !kinds {
+    if !has_column(&tx, "job_files", "kind")? {
         tx.execute_batch(KINDS)?;
     }
-    let started_by: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'started_by')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !started_by {
+    if !has_column(&tx, "jobs", "started_by")? {
         tx.execute_batch(STARTED_BY)?;
     }
     tx.execute_batch(OLD_TRIGGERS)?;
@@ -122,6 +112,15 @@ pub(super) fn bring_up(conn: &mut Connection) -> rusqlite::Result<()> {
     super::audit::bring_up(&tx)?;
     super::tokens::bring_up(&tx)?;
     tx.commit()
+}
+
+/// Whether `table` has `column` (a column added by an upgrade may be missing).
+fn has_column(tx: &rusqlite::Transaction<'_>, table: &str, column: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+        [table, column],
+        |r| r.get(0),
+    )
 }
 
 #[cfg(test)]
