@@ -185,9 +185,11 @@ test('an admin reads the audit trail, filters it, pages it and downloads it', as
   await waitFor('the actor filter', async () => (await rows.allInnerTexts()).length > 0 && (await rows.evaluateAll((trs, name) => trs.every((tr) => tr.cells[1].textContent === name), users.operator.name)) && page.url().includes(`actor=${users.operator.name}`));
   await page.getByLabel('Action').selectOption('job.');
   await page.getByRole('button', { name: 'Apply' }).click();
-  await waitFor('the action filter', async () => page.url().includes('action=job.'));
+  // The table is redrawn after the address changes: wait for the filtered rows, not the old ones.
+  const actionsShown = () => rows.evaluateAll((trs) => trs.map((tr) => tr.cells[4].textContent));
+  await waitFor('the action filter', async () => page.url().includes('action=job.') && (await actionsShown()).length > 0 && (await actionsShown()).every((a) => a.startsWith('job.')));
   await row('job.pause').waitFor();
-  const actions = await rows.evaluateAll((trs) => trs.map((tr) => tr.cells[4].textContent));
+  const actions = await actionsShown();
   assert.ok(actions.length >= 3 && actions.every((a) => a.startsWith('job.')), actions.join());
   const href = new URL(await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href'), bifrost.url);
   assert.equal(href.pathname, '/api/v1/audit.csv');
